@@ -32,7 +32,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = COMMANDS[name];
   if (command === undefined) {
-    throw new UsageError(`unknown command "${name}". Known commands: ${Object.keys(COMMANDS).join(", ")}.`);
+    throw new UsageError(
+      `unknown command "${name}". Known commands: ${Object.keys(COMMANDS).join(", ")}.`,
+    );
   }
   return (await command.load())(rest);
 }
@@ -49,7 +51,8 @@ main(process.argv.slice(2)).then(
     }
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`sandkube: internal error: ${message}\n`);
-    if (process.env["SANDKUBE_DEBUG"] && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+    if (process.env["SANDKUBE_DEBUG"] && error instanceof Error)
+      process.stderr.write(`${error.stack}\n`);
     process.exitCode = 70;
   },
 );

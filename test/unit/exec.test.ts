@@ -8,11 +8,14 @@ test("a failing command is data: exit status and stderr are kept", async () => {
   assert.equal(result.stdout, "out\n");
   assert.equal(result.stderr, "oops\n");
   assert.equal(result.failure, undefined);
-  assert.throws(() => ensureSuccess(result), (error: unknown) => {
-    assert.ok(error instanceof CommandFailedError);
-    assert.match(error.message, /sh -c .* failed \(exit status 7\): oops/);
-    return true;
-  });
+  assert.throws(
+    () => ensureSuccess(result),
+    (error: unknown) => {
+      assert.ok(error instanceof CommandFailedError);
+      assert.match(error.message, /sh -c .* failed \(exit status 7\): oops/);
+      return true;
+    },
+  );
 });
 
 test("a missing program reports ENOENT with status 127", async () => {

@@ -20,7 +20,11 @@ test("systemIO reads through an injected root and reports errno codes as data", 
   try {
     await mkdir(join(root, "proc/sys/kernel"), { recursive: true });
     await writeFile(join(root, "proc/sys/kernel/osrelease"), "4.4.0\n");
-    const io = systemIO({ proc: join(root, "proc"), sys: join(root, "sys"), dev: join(root, "dev") });
+    const io = systemIO({
+      proc: join(root, "proc"),
+      sys: join(root, "sys"),
+      dev: join(root, "dev"),
+    });
     assert.deepEqual(await io.read("/proc/sys/kernel/osrelease"), { ok: true, value: "4.4.0\n" });
     const missing = await io.read("/proc/sys/kernel/cap_last_cap");
     assert.equal(missing.ok, false);
@@ -36,7 +40,9 @@ test("a recorded machine replays the same answers, repeated calls in order", asy
   let calls = 0;
   const fake: ProbeIO = {
     read: async (path) =>
-      path === "/a" ? { ok: true, value: `v${++calls}` } : { ok: false, code: "EACCES", message: "no" },
+      path === "/a"
+        ? { ok: true, value: `v${++calls}` }
+        : { ok: false, code: "EACCES", message: "no" },
     write: async () => ({ ok: false, code: "EIO", message: "input/output error" }),
     list: async () => ({ ok: true, value: ["x"] }),
     kind: async () => ({ ok: true, value: "file" }),
