@@ -1,0 +1,15 @@
+#!/bin/sh
+# Builds the container-init helper of sandkube-runtime. Static, so that it runs unchanged inside any
+# sandbox or rootfs, whatever libc that has.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+cc=${CC:-cc}
+if ! command -v "$cc" >/dev/null 2>&1; then
+  echo "native/build.sh: no C compiler ('$cc') found. sandkube-runtime needs its static helper" >&2
+  echo "  sandkube-init: install one (Debian: apt-get install gcc libc6-dev) and rerun, or copy a" >&2
+  echo "  sandkube-init built on another x86_64 Linux machine to native/build/ (it is static)." >&2
+  exit 1
+fi
+mkdir -p "$here/build"
+"$cc" -O2 -Wall -Wextra -Werror -static -o "$here/build/sandkube-init" "$here/sandkube-init.c"
+"$cc" -O2 -Wall -Wextra -Werror -o "$here/build/sandkube-console-receiver" "$here/console-receiver.c"

@@ -1,0 +1,654 @@
+/*
+ * sandkube-init: the single-threaded half of sandkube-runtime.
+ *
+ * Bun runs several threads, and unshare(CLONE_NEWNS), setns(CLONE_NEWNS), setuid and capset act on
+ * one thread (or refuse a multithreaded caller), so the container init's system calls live here.
+ * The TypeScript side decides everything; this program only executes a flat list of instructions
+ * (src/runtime/instructions.ts): NUL-terminated strings, each instruction an op name followed by a
+ * fixed number of arguments.
+ *
+ * usage: sandkube-init INSTRUCTION_FILE REPORT_FD
+ * Report lines on REPORT_FD: "pid N", "warn MSG", "error MSG", "ready".
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#endif
+
+static int report_fd = -1;
+static int console_fd = -1;
+static int listen_fd = -1;
+static char resolved_exec[4096];
+
+static void report(const char *kind, const char *msg) {
+  if (report_fd < 0) {
+    dprintf(2, "sandkube-init: %s %s\n", kind, msg);
+    return;
+  }
+  dprintf(report_fd, "%s %s\n", kind, msg);
+}
+
+static void warnf(const char *fmt, ...) {
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  report("warn", buf);
+}
+
+/* Keeps errno's text, so the log says both what was attempted and what the kernel answered. */
+static void die(const char *fmt, ...) {
+  char buf[2048];
+  int saved = errno;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (saved != 0 && n > 0 && (size_t)n < sizeof buf)
+    snprintf(buf + n, sizeof buf - n, ": %s", strerror(saved));
+  report("error", buf);
+  _exit(1);
+}
+
+/* ---- instruction stream ---- */
+static char *stream;
+static size_t stream_len, cursor;
+
+static const char *next_str(void) {
+  if (cursor >= stream_len) die("instruction list ends early (corrupt instruction file)");
+  const char *s = stream + cursor;
+  size_t n = strnlen(s, stream_len - cursor);
+  if (cursor + n >= stream_len) die("instruction list is not NUL-terminated");
+  cursor += n + 1;
+  return s;
+}
+
+static long long next_num(void) {
+  const char *s = next_str();
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0 || *end != '\0' || end == s) die("instruction argument '%s' is not a number", s);
+  return v;
+}
+
+static unsigned long long next_unum(void) {
+  const char *s = next_str();
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || end == s) die("instruction argument '%s' is not a number", s);
+  return v;
+}
+
+/* argv-style array: count, then strings. */
+static char **next_array(void) {
+  long long n = next_num();
+  if (n < 0 || n > 100000) die("bad array length %lld", n);
+  char **arr = calloc((size_t)n + 1, sizeof(char *));
+  if (!arr) die("out of memory");
+  for (long long i = 0; i < n; i++) arr[i] = (char *)next_str();
+  arr[n] = NULL;
+  return arr;
+}
+
+static void read_stream(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die("open instruction file %s", path);
+  struct stat st;
+  if (fstat(fd, &st) < 0) die("stat instruction file");
+  stream_len = (size_t)st.st_size;
+  stream = malloc(stream_len + 1);
+  if (!stream) die("out of memory");
+  size_t got = 0;
+  while (got < stream_len) {
+    ssize_t r = read(fd, stream + got, stream_len - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) die("read instruction file");
+    got += (size_t)r;
+  }
+  close(fd);
+}
+
+/* ---- helpers ---- */
+/* gVisor's sysfs answers mkdir of an existing directory on a read-only mount with EROFS, not
+ * EEXIST (seen: "mkdir .../rootfs/sys/fs: Read-only file system" for CRI's /sys/fs/cgroup under a
+ * read-only /sys), so an existing directory is accepted whatever mkdir says. */
+static void mkdir_one(const char *path, mode_t mode) {
+  if (mkdir(path, mode) == 0 || errno == EEXIST) return;
+  int err = errno;
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return;
+  errno = err;
+  die("mkdir %s", path);
+}
+
+static void mkdir_p(const char *path, mode_t mode) {
+  char buf[4096];
+  if (strlen(path) >= sizeof buf) die("path too long: %s", path);
+  strcpy(buf, path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    mkdir_one(buf, mode);
+    *p = '/';
+  }
+  mkdir_one(buf, mode);
+}
+
+static void touch(const char *path) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash && slash != dir) {
+    *slash = '\0';
+    mkdir_p(dir, 0755);
+  }
+  int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0 && errno != EEXIST && errno != EISDIR) die("create mount point %s", path);
+  if (fd >= 0) close(fd);
+}
+
+static void write_file(const char *path, const char *value) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", path);
+  size_t len = strlen(value);
+  if (write(fd, value, len) != (ssize_t)len) die("write '%s' to %s", value, path);
+  close(fd);
+}
+
+/* A read-only remount must keep the flags already on the mount (nosuid, nodev, noexec...), or the
+ * kernel refuses it for locked mounts and silently widens it otherwise. */
+static unsigned long current_mount_flags(const char *path) {
+  struct statvfs sv;
+  if (statvfs(path, &sv) < 0) return 0;
+  unsigned long f = 0;
+  if (sv.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) f |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+static int bind_remount(const char *path, unsigned long flags) {
+  return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | flags | current_mount_flags(path), NULL);
+}
+
+static int last_cap(void) {
+  /* PR_CAPBSET_READ answers EINVAL past the last capability; this works where
+   * /proc/sys/kernel/cap_last_cap is absent (gVisor before Aug 2023). */
+  int c = 0;
+  while (c < 64 && prctl(PR_CAPBSET_READ, c, 0, 0, 0) >= 0) c++;
+  return c - 1;
+}
+
+static void mark_fds_cloexec(int first) {
+  if (syscall(SYS_close_range, (unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  DIR *d = opendir("/proc/self/fd");
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      int fd = atoi(e->d_name);
+      if (fd >= first && fd != dirfd(d)) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    closedir(d);
+    return;
+  }
+  struct rlimit rl;
+  int max = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536) max = (int)rl.rlim_cur;
+  for (int fd = first; fd < max; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+static void send_fd(int sock, int fd, const char *name) {
+  struct msghdr msg = {0};
+  struct iovec iov = {.iov_base = (void *)name, .iov_len = strlen(name)};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  if (sendmsg(sock, &msg, 0) < 0) die("send pty master over the console socket");
+}
+
+static void make_pty(uid_t uid, gid_t gid) {
+  if (console_fd < 0) die("terminal requested but no console socket is connected");
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) die("open /dev/ptmx in the container");
+  if (unlockpt(master) < 0) die("unlockpt");
+  char name[256];
+  if (ptsname_r(master, name, sizeof name) != 0) die("ptsname");
+  int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) die("open %s", name);
+  if (fchown(slave, uid, gid) < 0 && errno != EPERM) warnf("chown %s: %s", name, strerror(errno));
+  send_fd(console_fd, master, name);
+  close(master);
+  close(console_fd);
+  console_fd = -1;
+  if (setsid() < 0 && errno != EPERM) die("setsid");
+  if (ioctl(slave, TIOCSCTTY, 0) < 0) die("make %s the controlling terminal", name);
+  for (int i = 0; i < 3; i++)
+    if (dup2(slave, i) < 0) die("dup2 pty to fd %d", i);
+  if (slave > 2) close(slave);
+}
+
+static void resolve_exec(const char *name, const char *path_var) {
+  if (strchr(name, '/')) {
+    if (access(name, X_OK) < 0) die("exec: \"%s\": cannot run it in the container", name);
+    snprintf(resolved_exec, sizeof resolved_exec, "%s", name);
+    return;
+  }
+  char *paths = strdup(path_var);
+  for (char *save = NULL, *dir = strtok_r(paths, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+    char cand[4096];
+    struct stat st;
+    snprintf(cand, sizeof cand, "%s/%s", *dir ? dir : ".", name);
+    if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0) {
+      snprintf(resolved_exec, sizeof resolved_exec, "%s", cand);
+      free(paths);
+      return;
+    }
+  }
+  free(paths);
+  errno = 0;
+  die("exec: \"%s\": executable file not found in $PATH", name);
+}
+
+static void do_move_root(const char *rootfs) {
+  if (chdir(rootfs) < 0) die("chdir rootfs %s", rootfs);
+  if (mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0) {
+    if (errno != EINVAL) die("move rootfs to /");
+    /* gVisor before 2023 has no MS_MOVE either: a plain chroot is what is left. */
+    warnf("MS_MOVE refused (EINVAL); the container root is a plain chroot");
+  }
+  if (chroot(".") < 0) die("chroot");
+  if (chdir("/") < 0) die("chdir /");
+}
+
+static void do_pivot_root(const char *rootfs) {
+  int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (oldroot < 0) die("open /");
+  int newroot = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (newroot < 0) die("open rootfs %s", rootfs);
+  if (fchdir(newroot) < 0) die("chdir rootfs");
+  /* pivot_root(".", ".") stacks the old root on the new one, so no put_old directory is needed
+   * inside a possibly read-only rootfs (runc's libcontainer/rootfs_linux.go does the same). */
+  if (syscall(SYS_pivot_root, ".", ".") < 0) {
+    if (errno != EINVAL) die("pivot_root %s", rootfs);
+    /* gVisor before 2023 has no pivot_root (EINVAL). MS_MOVE + chroot is runc's --no-pivot; it can
+     * be escaped by a process that keeps CAP_SYS_CHROOT, which the log says. */
+    warnf("pivot_root refused (EINVAL); the root is moved and chrooted instead (like --no-pivot)");
+    close(oldroot);
+    close(newroot);
+    do_move_root(rootfs);
+    return;
+  }
+  if (fchdir(oldroot) < 0) die("chdir old root");
+  /* gVisor before 2023 rejects MS_SLAVE (EINVAL); the old root is detached right after anyway. */
+  if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0 && mount(NULL, ".", NULL, MS_PRIVATE | MS_REC, NULL) < 0 && errno != EINVAL)
+    die("make old root slave");
+  if (umount2(".", MNT_DETACH) < 0) die("detach old root");
+  if (chdir("/") < 0) die("chdir /");
+  close(oldroot);
+  close(newroot);
+}
+
+static void mask_path(const char *path) {
+  struct stat st;
+  if (stat(path, &st) < 0) {
+    if (errno == ENOENT) return;
+    die("stat masked path %s", path);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    if (mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0k,mode=000") < 0) die("mask %s", path);
+  } else if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0) {
+    die("mask %s", path);
+  }
+}
+
+static void readonly_path(const char *path) {
+  int rc = mount(path, path, NULL, MS_BIND | MS_REC, NULL);
+  /* gVisor before 2023: no recursive binds (EINVAL). */
+  if (rc < 0 && errno == EINVAL) rc = mount(path, path, NULL, MS_BIND, NULL);
+  if (rc < 0) {
+    if (errno == ENOENT) return;
+    die("bind readonly path %s", path);
+  }
+  if (bind_remount(path, MS_RDONLY) < 0)
+    die("remount %s read-only (refused, so the container is not created rather than left writable)", path);
+}
+
+static void set_caps(uint64_t eff, uint64_t perm, uint64_t inh, uint64_t amb) {
+  struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct d[2];
+  d[0].effective = (uint32_t)eff;
+  d[1].effective = (uint32_t)(eff >> 32);
+  d[0].permitted = (uint32_t)perm;
+  d[1].permitted = (uint32_t)(perm >> 32);
+  d[0].inheritable = (uint32_t)inh;
+  d[1].inheritable = (uint32_t)(inh >> 32);
+  if (syscall(SYS_capset, &h, d) < 0) die("capset");
+  for (int c = 0; c < 64; c++)
+    if ((amb >> c) & 1)
+      if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0) warnf("raise ambient capability %d: %s", c, strerror(errno));
+}
+
+static void wait_for_start(void) {
+  if (listen_fd < 0) die("park requested before listen");
+  for (;;) {
+    int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (conn < 0) {
+      if (errno == EINTR) continue;
+      die("accept start connection");
+    }
+    char byte;
+    ssize_t r = read(conn, &byte, 1);
+    if (r == 1) {
+      close(listen_fd);
+      listen_fd = -1;
+      /* The start command reads this socket until EOF: execve closes it (CLOEXEC), and a failed
+       * execve writes its error here first. */
+      report_fd = conn;
+      return;
+    }
+    close(conn);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    dprintf(2, "usage: sandkube-init INSTRUCTION_FILE REPORT_FD (run by sandkube-runtime)\n");
+    return 2;
+  }
+  report_fd = atoi(argv[2]);
+  if (fcntl(report_fd, F_SETFD, FD_CLOEXEC) < 0) {
+    report_fd = -1;
+    die("report fd %s is not open", argv[2]);
+  }
+  read_stream(argv[1]);
+
+  while (cursor < stream_len) {
+    const char *op = next_str();
+    errno = 0;
+    if (!strcmp(op, "cgroup_join")) {
+      const char *path = next_str();
+      char pid[32];
+      snprintf(pid, sizeof pid, "%d", getpid());
+      int fd = open(path, O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || write(fd, pid, strlen(pid)) < 0) warnf("join cgroup %s: %s", path, strerror(errno));
+      if (fd >= 0) close(fd);
+    } else if (!strcmp(op, "console_connect")) {
+      const char *path = next_str();
+      struct sockaddr_un sa = {.sun_family = AF_UNIX};
+      if (strlen(path) >= sizeof sa.sun_path) die("console socket path too long: %s", path);
+      strcpy(sa.sun_path, path);
+      console_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (console_fd < 0) die("socket");
+      if (connect(console_fd, (struct sockaddr *)&sa, sizeof sa) < 0) die("connect console socket %s", path);
+    } else if (!strcmp(op, "setns")) {
+      const char *path = next_str();
+      int type = (int)next_num();
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) die("open namespace %s", path);
+      if (setns(fd, type) < 0) die("join namespace %s", path);
+      close(fd);
+    } else if (!strcmp(op, "unshare")) {
+      int flags = (int)next_num();
+      int optional = (int)next_num();
+      if (unshare(flags) < 0) {
+        if (!optional) die("unshare namespaces (flags 0x%x)", flags);
+        warnf("namespace (flags 0x%x) not created, the kernel refused it: %s", flags, strerror(errno));
+      }
+    } else if (!strcmp(op, "fork")) {
+      int wait_child = (int)next_num();
+      pid_t pid = fork();
+      if (pid < 0) die("fork");
+      if (pid > 0) {
+        dprintf(report_fd, "pid %d\n", pid);
+        if (!wait_child) _exit(0);
+        close(report_fd);
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+          if (errno != EINTR) _exit(1);
+        if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));
+        _exit(WEXITSTATUS(status));
+      }
+      /* A child of an exiting runtime must die with the container's pid 1, never linger. */
+    } else if (!strcmp(op, "mount")) {
+      const char *src = next_str(), *dst = next_str(), *type = next_str();
+      unsigned long flags = (unsigned long)next_unum();
+      const char *data = next_str();
+      int optional = (int)next_num();
+      int rc = mount(*src ? src : NULL, dst, *type ? type : NULL, flags, *data ? data : NULL);
+      if (rc < 0 && errno == EINVAL && (flags & MS_BIND) && (flags & MS_REC)) {
+        /* gVisor before 2023 has no recursive bind mounts (EINVAL); submounts are then not shown. */
+        rc = mount(*src ? src : NULL, dst, NULL, flags & ~MS_REC, NULL);
+        if (rc == 0) warnf("recursive bind of %s refused (EINVAL); bound without submounts", src);
+      }
+      unsigned long atime = MS_STRICTATIME | MS_RELATIME | MS_NOATIME | MS_NODIRATIME | MS_LAZYTIME;
+      if (rc < 0 && errno == EINVAL && !(flags & MS_BIND) && (flags & atime)) {
+        /* gVisor before 2023 rejects atime flags it does not implement (EINVAL). */
+        rc = mount(*src ? src : NULL, dst, *type ? type : NULL, flags & ~atime, *data ? data : NULL);
+        if (rc == 0) warnf("mount %s on %s: atime flags refused (EINVAL); mounted without them", type, dst);
+      }
+      if (rc < 0 && !strcmp(type, "devpts") && (errno == ENODEV || errno == EINVAL)) {
+        /* gVisor before 2023 cannot make a new devpts instance (ENODEV); the sandbox's own one is
+         * shared instead, so ptys of other containers in this sandbox are visible. */
+        rc = mount("/dev/pts", dst, NULL, MS_BIND, NULL);
+        if (rc == 0) warnf("new devpts instance refused (%s); bound the sandbox's /dev/pts instead", strerror(ENODEV));
+      }
+      if (rc < 0) {
+        if (!strcmp(type, "sysfs") && (errno == EPERM || errno == EBUSY)) {
+          /* sysfs refuses a new mount outside a new network namespace; runc binds /sys then. */
+          if (mount("/sys", dst, NULL, MS_BIND | MS_REC, NULL) == 0) {
+            bind_remount(dst, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+            continue;
+          }
+        }
+        if (optional) warnf("mount %s on %s (%s) skipped: %s", src, dst, type, strerror(errno));
+        else die("mount %s on %s (type %s)", *src ? src : type, dst, *type ? type : "bind");
+      }
+    } else if (!strcmp(op, "remount")) {
+      const char *dst = next_str();
+      unsigned long flags = (unsigned long)next_unum();
+      if (bind_remount(dst, flags) < 0) die("remount %s with flags 0x%lx", dst, flags);
+    } else if (!strcmp(op, "propagation")) {
+      const char *dst = next_str();
+      unsigned long flags = (unsigned long)next_unum();
+      if (mount(NULL, dst, NULL, flags, NULL) < 0) die("set propagation 0x%lx on %s", flags, dst);
+    } else if (!strcmp(op, "root_propagation")) {
+      unsigned long flags = (unsigned long)next_unum();
+      if (mount(NULL, "/", NULL, flags, NULL) == 0) continue;
+      if (errno != EINVAL) die("set propagation 0x%lx on /", flags);
+      /* gVisor before 2023 rejects MS_SLAVE and MS_REC propagation changes with EINVAL; its mounts
+       * do not propagate to anything outside the sandbox, so a private root isolates just as well. */
+      if (mount(NULL, "/", NULL, MS_PRIVATE | MS_REC, NULL) == 0 || mount(NULL, "/", NULL, MS_PRIVATE, NULL) == 0)
+        warnf("root propagation 0x%lx refused by the kernel (EINVAL); made the root private instead", flags);
+      else
+        warnf("mount propagation is not implemented by this kernel (EINVAL); mounts stay private");
+    } else if (!strcmp(op, "mkdir")) {
+      const char *path = next_str();
+      mkdir_p(path, (mode_t)next_num());
+    } else if (!strcmp(op, "touch")) {
+      touch(next_str());
+    } else if (!strcmp(op, "symlink")) {
+      const char *target = next_str(), *path = next_str();
+      if (symlink(target, path) < 0 && errno != EEXIST) die("symlink %s -> %s", path, target);
+    } else if (!strcmp(op, "device")) {
+      const char *path = next_str(), *type = next_str();
+      unsigned maj = (unsigned)next_num(), min = (unsigned)next_num();
+      mode_t mode = (mode_t)next_num();
+      uid_t uid = (uid_t)next_num();
+      gid_t gid = (gid_t)next_num();
+      const char *host = next_str();
+      mode_t kind = type[0] == 'b' ? S_IFBLK : type[0] == 'p' ? S_IFIFO : S_IFCHR;
+      unlink(path);
+      if (mknod(path, kind | (mode & 07777), makedev(maj, min)) == 0) {
+        if (chown(path, uid, gid) < 0) warnf("chown %s: %s", path, strerror(errno));
+      } else {
+        /* mknod is refused in user namespaces and some sandboxes; a bind of the host node is what
+         * runc does there too (libcontainer/rootfs_linux.go bindMountDeviceNode). */
+        touch(path);
+        if (mount(host, path, NULL, MS_BIND, NULL) < 0) die("create device %s (mknod and bind of %s)", path, host);
+      }
+    } else if (!strcmp(op, "pivot_root")) {
+      do_pivot_root(next_str());
+    } else if (!strcmp(op, "move_root")) {
+      do_move_root(next_str());
+    } else if (!strcmp(op, "mask")) {
+      mask_path(next_str());
+    } else if (!strcmp(op, "readonly")) {
+      readonly_path(next_str());
+    } else if (!strcmp(op, "remount_root_ro")) {
+      if (bind_remount("/", MS_RDONLY) < 0)
+        die("remount / read-only (refused, so the container is not created rather than left writable)");
+    } else if (!strcmp(op, "sysctl")) {
+      const char *path = next_str(), *value = next_str();
+      int fd = open(path, O_WRONLY | O_CLOEXEC);
+      if (fd < 0 && errno == ENOENT) {
+        warnf("sysctl %s absent in this kernel; not set", path);
+        continue;
+      }
+      if (fd < 0) die("open sysctl %s", path);
+      if (write(fd, value, strlen(value)) < 0) die("set sysctl %s=%s", path, value);
+      close(fd);
+    } else if (!strcmp(op, "hostname")) {
+      const char *name = next_str();
+      if (sethostname(name, strlen(name)) < 0) die("sethostname %s", name);
+    } else if (!strcmp(op, "domainname")) {
+      const char *name = next_str();
+      if (setdomainname(name, strlen(name)) < 0) die("setdomainname %s", name);
+    } else if (!strcmp(op, "write")) {
+      const char *path = next_str(), *value = next_str();
+      write_file(path, value);
+    } else if (!strcmp(op, "oom_score_adj")) {
+      const char *value = next_str();
+      int fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
+      if (fd < 0) die("open /proc/self/oom_score_adj");
+      if (write(fd, value, strlen(value)) < 0) {
+        /* Lowering it needs CAP_SYS_RESOURCE, which some sandboxes withhold even from root (this
+         * lab's VM: CapEff 0x1fffeffffff). Only the OOM killer's choice changes, not isolation. */
+        if (errno != EACCES && errno != EPERM) die("set oom_score_adj %s", value);
+        warnf("oom_score_adj %s refused (%s: no CAP_SYS_RESOURCE here); left as inherited", value, strerror(errno));
+      }
+      close(fd);
+    } else if (!strcmp(op, "rlimit")) {
+      int res = (int)next_num();
+      struct rlimit rl = {.rlim_cur = (rlim_t)next_unum(), .rlim_max = (rlim_t)next_unum()};
+      if (setrlimit(res, &rl) < 0) die("setrlimit %d", res);
+    } else if (!strcmp(op, "pty")) {
+      uid_t uid = (uid_t)next_num();
+      make_pty(uid, (gid_t)next_num());
+    } else if (!strcmp(op, "chown_stdio")) {
+      uid_t uid = (uid_t)next_num();
+      gid_t gid = (gid_t)next_num();
+      /* Lets a non-root process write /dev/stdout when stdio are pipes (runc does the same). */
+      for (int i = 0; i < 3; i++) (void)fchown(i, uid, gid);
+    } else if (!strcmp(op, "setsid")) {
+      if (setsid() < 0 && errno != EPERM) die("setsid");
+    } else if (!strcmp(op, "bounding")) {
+      uint64_t keep = next_unum();
+      int last = last_cap();
+      for (int c = 0; c <= last; c++)
+        if (!((keep >> c) & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) die("drop capability %d from the bounding set", c);
+    } else if (!strcmp(op, "user")) {
+      uid_t uid = (uid_t)next_num();
+      gid_t gid = (gid_t)next_num();
+      char **groups = next_array();
+      size_t n = 0;
+      while (groups[n]) n++;
+      gid_t *gids = calloc(n + 1, sizeof(gid_t));
+      for (size_t i = 0; i < n; i++) gids[i] = (gid_t)strtoul(groups[i], NULL, 10);
+      if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) die("keepcaps");
+      if (setgroups(n, gids) < 0) die("setgroups");
+      if (setresgid(gid, gid, gid) < 0) die("setgid %u", gid);
+      if (setresuid(uid, uid, uid) < 0) die("setuid %u", uid);
+      prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    } else if (!strcmp(op, "caps")) {
+      uint64_t eff = next_unum(), perm = next_unum(), inh = next_unum(), amb = next_unum();
+      set_caps(eff, perm, inh, amb);
+    } else if (!strcmp(op, "no_new_privs")) {
+      if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("set no_new_privs");
+    } else if (!strcmp(op, "chdir")) {
+      const char *dir = next_str();
+      if (chdir(dir) < 0) die("chdir to cwd %s", dir);
+    } else if (!strcmp(op, "resolve_exec")) {
+      const char *name = next_str();
+      resolve_exec(name, next_str());
+    } else if (!strcmp(op, "listen")) {
+      const char *dir = next_str(), *name = next_str();
+      int cwd = open(".", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+      /* A relative name keeps long state directories under sun_path's 108 bytes. */
+      if (chdir(dir) < 0) die("chdir state dir %s", dir);
+      listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      struct sockaddr_un sa = {.sun_family = AF_UNIX};
+      snprintf(sa.sun_path, sizeof sa.sun_path, "%s", name);
+      if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(listen_fd, 4) < 0)
+        die("listen on %s/%s", dir, name);
+      if (cwd >= 0) {
+        if (fchdir(cwd) < 0) die("chdir back");
+        close(cwd);
+      }
+    } else if (!strcmp(op, "ready")) {
+      dprintf(report_fd, "ready\n");
+      close(report_fd);
+      report_fd = -1;
+    } else if (!strcmp(op, "park")) {
+      wait_for_start();
+    } else if (!strcmp(op, "exec")) {
+      int keep_until = (int)next_num();
+      char **args = next_array();
+      char **env = next_array();
+      if (!resolved_exec[0]) die("exec before resolve_exec");
+      mark_fds_cloexec(keep_until);
+      execve(resolved_exec, args, env);
+      die("exec %s", resolved_exec);
+    } else {
+      die("unknown instruction '%s' (runtime and sandkube-init are from different builds)", op);
+    }
+  }
+  die("instruction list ended without exec");
+}

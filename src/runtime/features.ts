@@ -1,0 +1,66 @@
+import { KNOWN_CAPABILITIES } from "./process/capabilities.js";
+
+export const RUNTIME_VERSION = "0.1.0";
+export const OCI_VERSION = "1.2.0";
+
+/**
+ * `features`: what this runtime implements. User namespaces and idmap mounts are left out, so
+ * containerd never asks for them.
+ */
+export function featuresJson(): Record<string, unknown> {
+  return {
+    ociVersionMin: "1.0.0",
+    ociVersionMax: OCI_VERSION,
+    hooks: [],
+    mountOptions: [
+      "async",
+      "atime",
+      "bind",
+      "defaults",
+      "dev",
+      "diratime",
+      "dirsync",
+      "exec",
+      "lazytime",
+      "loud",
+      "mand",
+      "noatime",
+      "nodev",
+      "nodiratime",
+      "noexec",
+      "nolazytime",
+      "nomand",
+      "norelatime",
+      "nostrictatime",
+      "nosuid",
+      "private",
+      "rbind",
+      "relatime",
+      "remount",
+      "ro",
+      "rprivate",
+      "rshared",
+      "rslave",
+      "runbindable",
+      "rw",
+      "shared",
+      "silent",
+      "slave",
+      "strictatime",
+      "suid",
+      "sync",
+      "unbindable",
+    ],
+    linux: {
+      namespaces: ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+      capabilities: KNOWN_CAPABILITIES,
+      cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
+      seccomp: { enabled: false },
+      apparmor: { enabled: false },
+      selinux: { enabled: false },
+      intelRdt: { enabled: false },
+      mountExtensions: { idmap: { enabled: false } },
+    },
+    annotations: { "org.sandkube.runtime.version": RUNTIME_VERSION },
+  };
+}

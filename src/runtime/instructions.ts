@@ -1,0 +1,121 @@
+/**
+ * The flat instruction list that native/sandkube-init executes. Each instruction is an op name and
+ * a fixed number of arguments; the encoding is NUL-terminated strings, arrays as a count and then
+ * their items. Adding an op means adding it to the C switch too.
+ */
+export type Arg = string | number | bigint | readonly string[];
+export type Instruction = readonly [op: string, ...args: Arg[]];
+
+export const CLONE_FLAGS = {
+  mount: 0x00020000,
+  uts: 0x04000000,
+  ipc: 0x08000000,
+  user: 0x10000000,
+  pid: 0x20000000,
+  network: 0x40000000,
+  cgroup: 0x02000000,
+  time: 0x00000080,
+} as const;
+
+export const ins = {
+  cgroupJoin: (procsFile: string): Instruction => ["cgroup_join", procsFile],
+  consoleConnect: (socket: string): Instruction => ["console_connect", socket],
+  setns: (path: string, cloneFlag: number): Instruction => ["setns", path, cloneFlag],
+  /** An optional unshare that fails becomes a warning (e.g. a cgroup namespace in gVisor). */
+  unshare: (flags: number, optional = false): Instruction => ["unshare", flags, optional ? 1 : 0],
+  /** The helper forks; the parent reports the child's pid, then exits or (waitChild) waits for it. */
+  fork: (waitChild: boolean): Instruction => ["fork", waitChild ? 1 : 0],
+  mount: (
+    source: string,
+    target: string,
+    fstype: string,
+    flags: number,
+    data: string,
+    optional: boolean,
+  ): Instruction => ["mount", source, target, fstype, flags, data, optional ? 1 : 0],
+  remount: (target: string, flags: number): Instruction => ["remount", target, flags],
+  propagation: (target: string, flags: number): Instruction => ["propagation", target, flags],
+  /** Propagation of "/" in the new mount namespace; falls back to rprivate where slave is refused. */
+  rootPropagation: (flags: number): Instruction => ["root_propagation", flags],
+  mkdir: (path: string, mode = 0o755): Instruction => ["mkdir", path, mode],
+  touch: (path: string): Instruction => ["touch", path],
+  symlink: (target: string, path: string): Instruction => ["symlink", target, path],
+  device: (
+    path: string,
+    type: string,
+    major: number,
+    minor: number,
+    mode: number,
+    uid: number,
+    gid: number,
+    hostPath: string,
+  ): Instruction => ["device", path, type, major, minor, mode, uid, gid, hostPath],
+  pivotRoot: (rootfs: string): Instruction => ["pivot_root", rootfs],
+  moveRoot: (rootfs: string): Instruction => ["move_root", rootfs],
+  mask: (path: string): Instruction => ["mask", path],
+  readonly: (path: string): Instruction => ["readonly", path],
+  remountRootReadonly: (): Instruction => ["remount_root_ro"],
+  sysctl: (procPath: string, value: string): Instruction => ["sysctl", procPath, value],
+  hostname: (name: string): Instruction => ["hostname", name],
+  domainname: (name: string): Instruction => ["domainname", name],
+  write: (path: string, value: string): Instruction => ["write", path, value],
+  /** Lowering needs CAP_SYS_RESOURCE; where the sandbox withholds it the helper warns instead. */
+  oomScoreAdj: (value: number): Instruction => ["oom_score_adj", String(value)],
+  rlimit: (resource: number, soft: bigint, hard: bigint): Instruction => [
+    "rlimit",
+    resource,
+    soft,
+    hard,
+  ],
+  pty: (uid: number, gid: number): Instruction => ["pty", uid, gid],
+  chownStdio: (uid: number, gid: number): Instruction => ["chown_stdio", uid, gid],
+  setsid: (): Instruction => ["setsid"],
+  bounding: (keep: bigint): Instruction => ["bounding", keep],
+  user: (uid: number, gid: number, additionalGids: readonly number[]): Instruction => [
+    "user",
+    uid,
+    gid,
+    additionalGids.map(String),
+  ],
+  caps: (
+    effective: bigint,
+    permitted: bigint,
+    inheritable: bigint,
+    ambient: bigint,
+  ): Instruction => ["caps", effective, permitted, inheritable, ambient],
+  noNewPrivs: (): Instruction => ["no_new_privs"],
+  chdir: (dir: string): Instruction => ["chdir", dir],
+  resolveExec: (name: string, pathVar: string): Instruction => ["resolve_exec", name, pathVar],
+  listen: (dir: string, name: string): Instruction => ["listen", dir, name],
+  ready: (): Instruction => ["ready"],
+  park: (): Instruction => ["park"],
+  /** Execs the resolved program; fds from `firstClosedFd` up are closed on exec. */
+  exec: (firstClosedFd: number, args: readonly string[], env: readonly string[]): Instruction => [
+    "exec",
+    firstClosedFd,
+    args,
+    env,
+  ],
+};
+
+export function encodeInstructions(list: readonly Instruction[]): string {
+  let out = "";
+  for (const [op, ...args] of list) {
+    out += `${op}\0`;
+    for (const a of args) {
+      if (typeof a === "string") {
+        if (a.includes("\0")) throw new Error(`instruction ${op}: argument contains a NUL byte`);
+        out += `${a}\0`;
+      } else if (typeof a === "number" || typeof a === "bigint") out += `${a}\0`;
+      else {
+        out += `${a.length}\0`;
+        for (const item of a) {
+          if (item.includes("\0"))
+            throw new Error(`instruction ${op}: argument contains a NUL byte`);
+          out += `${item}\0`;
+        }
+      }
+    }
+  }
+  return out;
+}

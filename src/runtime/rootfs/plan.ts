@@ -1,0 +1,187 @@
+import type { CgroupEntry } from "../cgroups.js";
+import { RuntimeError } from "../errors.js";
+import { ins, type Instruction } from "../instructions.js";
+import type { OciSpec } from "../spec.js";
+import type { Syscalls } from "../syscalls.js";
+import { MS, parseMountOptions, propagationFlags } from "./mount-options.js";
+import { resolveInRootfs } from "./resolve.js";
+
+export interface RootfsContext {
+  readonly rootfs: string;
+  readonly bundle: string;
+  readonly cgroups: readonly CgroupEntry[];
+  readonly newCgroupNamespace: boolean;
+  readonly noPivot: boolean;
+}
+
+export interface RootfsPlan {
+  /** Run in the new mount namespace, before the root changes. */
+  readonly beforePivot: readonly Instruction[];
+  /** Run after pivot_root, with the container's paths. */
+  readonly afterPivot: readonly Instruction[];
+  readonly warnings: readonly string[];
+}
+
+/** Devices OCI requires in every container, even when the spec does not list them. */
+const DEFAULT_DEVICES: readonly { name: string; major: number; minor: number }[] = [
+  { name: "null", major: 1, minor: 3 },
+  { name: "zero", major: 1, minor: 5 },
+  { name: "full", major: 1, minor: 7 },
+  { name: "random", major: 1, minor: 8 },
+  { name: "urandom", major: 1, minor: 9 },
+  { name: "tty", major: 5, minor: 0 },
+];
+
+const DEV_SYMLINKS: readonly [string, string][] = [
+  ["/proc/self/fd", "fd"],
+  ["/proc/self/fd/0", "stdin"],
+  ["/proc/self/fd/1", "stdout"],
+  ["/proc/self/fd/2", "stderr"],
+];
+
+function dirName(p: string): string {
+  return p.slice(0, p.lastIndexOf("/")) || "/";
+}
+
+/**
+ * Turns root, mounts, devices, masked and read-only paths into helper instructions. Mount points
+ * are resolved here, against the rootfs as it is before any mount, and an escaping destination is
+ * refused before anything is created.
+ */
+export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): RootfsPlan {
+  const before: Instruction[] = [];
+  const after: Instruction[] = [];
+  const warnings: string[] = [];
+  const rootPropagation = propagationFlags(spec.linux?.rootfsPropagation);
+  if (spec.linux?.rootfsPropagation && rootPropagation === undefined)
+    throw new RuntimeError(
+      `config.json: linux.rootfsPropagation "${spec.linux.rootfsPropagation}" is not a propagation mode`,
+    );
+  // Our mounts must not leak back to the host (runc: MS_SLAVE|MS_REC unless the spec says otherwise).
+  before.push(ins.rootPropagation(rootPropagation ?? MS.SLAVE | MS.REC));
+  // pivot_root needs the new root to be a mount point.
+  before.push(ins.mount(ctx.rootfs, ctx.rootfs, "", MS.BIND | MS.REC, "", false));
+
+  let devMounted = false;
+  for (const [index, m] of (spec.mounts ?? []).entries()) {
+    const what = `mounts[${index}].destination`;
+    const target = resolveInRootfs(sys, ctx.rootfs, m.destination, what);
+    const opts = parseMountOptions(m.options);
+    warnings.push(...opts.warnings.map((w) => `${m.destination}: ${w}`));
+    const type = m.type ?? "";
+    const isBind = (opts.flags & MS.BIND) !== 0 || type === "bind";
+    if (m.destination.replace(/\/+$/, "") === "/dev") devMounted = true;
+
+    if (type === "cgroup" || type === "cgroup2") {
+      before.push(...cgroupMount(target, ctx, opts.flags, warnings));
+      continue;
+    }
+    if (isBind) {
+      const source = (m.source ?? "").startsWith("/")
+        ? (m.source as string)
+        : `${ctx.bundle}/${m.source ?? ""}`;
+      const kind = sys.kindOf(source, true);
+      if (kind === undefined)
+        throw new RuntimeError(`mounts[${index}]: bind source ${source} does not exist`);
+      before.push(kind === "directory" ? ins.mkdir(target) : ins.touch(target));
+      before.push(ins.mount(source, target, "", MS.BIND | (opts.flags & MS.REC), "", false));
+      const extra = opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT);
+      if (extra !== 0) before.push(ins.remount(target, extra | (opts.flags & MS.REC)));
+    } else {
+      before.push(ins.mkdir(target));
+      // mqueue needs an IPC namespace the sandbox may not give; losing it does not weaken isolation.
+      const optional = type === "mqueue";
+      before.push(ins.mount(m.source ?? type, target, type, opts.flags, opts.data, optional));
+    }
+    for (const p of opts.propagation) before.push(ins.propagation(target, p));
+  }
+
+  const dev = resolveInRootfs(sys, ctx.rootfs, "/dev", "/dev");
+  if (devMounted || sys.kindOf(dev) === "directory") {
+    for (const d of DEFAULT_DEVICES)
+      before.push(
+        ins.device(`${dev}/${d.name}`, "c", d.major, d.minor, 0o666, 0, 0, `/dev/${d.name}`),
+      );
+    for (const d of spec.linux?.devices ?? []) {
+      const target = resolveInRootfs(sys, ctx.rootfs, d.path, `linux.devices path`);
+      before.push(ins.mkdir(dirName(target)));
+      before.push(
+        ins.device(
+          target,
+          d.type,
+          d.major ?? 0,
+          d.minor ?? 0,
+          d.fileMode ?? 0o666,
+          d.uid ?? 0,
+          d.gid ?? 0,
+          d.path,
+        ),
+      );
+    }
+    before.push(ins.symlink("pts/ptmx", `${dev}/ptmx`));
+    for (const [target, name] of DEV_SYMLINKS) before.push(ins.symlink(target, `${dev}/${name}`));
+  }
+  before.push(ctx.noPivot ? ins.moveRoot(ctx.rootfs) : ins.pivotRoot(ctx.rootfs));
+
+  for (const [name, value] of Object.entries(spec.linux?.sysctl ?? {})) {
+    // As runc (libcontainer/configs/validate): net.* only in a network namespace that is not the host's.
+    const net = spec.linux?.namespaces?.find((n) => n.type === "network");
+    const hostNet =
+      net === undefined || (net.path !== undefined && sys.sameFile(net.path, "/proc/self/ns/net"));
+    if (name.startsWith("net.") && hostNet)
+      throw new RuntimeError(
+        `sysctl "${name}" would change the host: the container uses the host's network namespace`,
+      );
+    after.push(ins.sysctl(`/proc/sys/${name.replace(/\./g, "/")}`, value));
+  }
+  for (const p of spec.linux?.readonlyPaths ?? []) after.push(ins.readonly(p));
+  for (const p of spec.linux?.maskedPaths ?? []) after.push(ins.mask(p));
+  if (spec.root.readonly === true) after.push(ins.remountRootReadonly());
+  return { beforePivot: before, afterPivot: after, warnings };
+}
+
+/**
+ * On a v1 or hybrid host, "cgroup" means a tmpfs holding one bind of the container's own cgroup per
+ * hierarchy (what runc shows). With its own cgroup namespace on pure v2 the container gets cgroup2.
+ */
+function cgroupMount(
+  target: string,
+  ctx: RootfsContext,
+  flags: number,
+  warnings: string[],
+): Instruction[] {
+  if (ctx.cgroups.length === 0) {
+    // Nothing to show, and the mount point may not even exist (gVisor's sysfs has no fs/cgroup).
+    warnings.push(
+      `${target}: not mounted, the container has no cgroup (none is mounted in this sandbox)`,
+    );
+    return [];
+  }
+  const out: Instruction[] = [ins.mkdir(target)];
+  const v2Only = ctx.cgroups.length > 0 && ctx.cgroups.every((c) => c.version === 2);
+  const ro = flags & MS.RDONLY;
+  if (v2Only && ctx.newCgroupNamespace) {
+    out.push(ins.mount("cgroup", target, "cgroup2", flags & ~MS.BIND, "", true));
+    return out;
+  }
+  if (v2Only) {
+    const dir = (ctx.cgroups[0] as CgroupEntry).dir;
+    out.push(
+      ins.mount(dir, target, "", MS.BIND, "", true),
+      ins.remount(target, ro | MS.NOSUID | MS.NODEV | MS.NOEXEC),
+    );
+    return out;
+  }
+  out.push(
+    ins.mount("tmpfs", target, "tmpfs", MS.NOSUID | MS.NODEV | MS.NOEXEC, "mode=755", false),
+  );
+  for (const c of ctx.cgroups) {
+    const name =
+      c.version === 2 ? "unified" : c.controllers.map((n) => n.replace(/^name=/, "")).join(",");
+    out.push(ins.mkdir(`${target}/${name}`));
+    out.push(ins.mount(c.dir, `${target}/${name}`, "", MS.BIND, "", true));
+    out.push(ins.remount(`${target}/${name}`, MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.RDONLY));
+  }
+  if (ro !== 0) out.push(ins.remount(target, MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC));
+  return out;
+}
