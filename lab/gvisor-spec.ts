@@ -294,6 +294,16 @@ export function renderSandboxSpec(command: readonly string[], layout: SandboxLay
         source: "tmpfs",
         options: ["nosuid", "nodev", "mode=1777"],
       },
+      // The sandbox's /tmp is a fresh tmpfs, which hides a checkout or lab kept under the host's
+      // /tmp (CI clones into a folder of its own choosing), so those are bound through.
+      ...[layout.repoRoot, layout.labDir]
+        .filter((dir) => dir.startsWith("/tmp/"))
+        .map((dir): OciMount => ({
+          destination: dir,
+          type: "bind",
+          source: dir,
+          options: ["rbind", "rw"],
+        })),
       // The one place whose writes reach the host's real file system.
       { destination: layout.outDir, type: "bind", source: layout.outDir, options: ["rbind", "rw"] },
     ],

@@ -192,3 +192,24 @@ test("makeRunId is a valid runsc container id that sorts by time", () => {
   assert.equal(id, "sk-20261129T034005-42-abc123");
   assert.match(id, /^[\w+-.]+$/);
 });
+
+test("a checkout under the host's /tmp is bound through the sandbox's own /tmp", () => {
+  const layout = {
+    rootfs: "/var/cache/sandkube-lab/gvisor/run-1/rootfs",
+    repoRoot: "/tmp/ci-clone",
+    outDir: "/var/cache/sandkube-lab/gvisor/run-1/out",
+    labBinDir: "/var/cache/sandkube-lab/bin",
+    labDir: "/var/cache/sandkube-lab",
+    nodeBinDir: "/usr/bin",
+  };
+  const mounts = renderSandboxSpec(["true"], layout).mounts;
+  const tmp = mounts.findIndex((m) => m.destination === "/tmp");
+  const repo = mounts.findIndex((m) => m.destination === "/tmp/ci-clone");
+  assert.ok(tmp >= 0 && repo > tmp, "the bind comes after the tmpfs it must show through");
+  assert.equal(mounts[repo]?.source, "/tmp/ci-clone");
+  assert.equal(
+    mounts.some((m) => m.destination === "/var/cache/sandkube-lab"),
+    false,
+    "paths outside /tmp are seen through the overlaid root, not bound",
+  );
+});
