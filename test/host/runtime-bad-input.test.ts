@@ -6,12 +6,14 @@ import { config, logRecords, makeLab, skipReason, type Lab } from "./runtime-sup
 
 const reason = skipReason();
 
-function helperProcesses(): string[] {
+/** Helpers and parked inits of this lab's containers (their instruction list lives under `root`). */
+function helperProcesses(root: string): string[] {
   return readdirSync("/proc")
     .filter((d) => /^\d+$/.test(d))
     .filter((p) => {
       try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes("sandkube-init");
+        const cmd = readFileSync(`/proc/${p}/cmdline`, "utf8");
+        return cmd.includes("sandkube-init") && cmd.includes(root);
       } catch {
         return false;
       }
@@ -40,7 +42,7 @@ describe(
       const cgroup = `/sys/fs/cgroup/pids/sandkube-bad/${id}`;
       (cfg["linux"] as Record<string, unknown>)["cgroupsPath"] = `/sandkube-bad/${id}`;
       writeFileSync(join(lab.bundle, "config.json"), JSON.stringify(cfg));
-      const before = helperProcesses().length;
+      const before = helperProcesses(lab.root).length;
       const r = lab.run(["create", "--bundle", lab.bundle, ...extra, id]);
       assert.notEqual(r.status, 0, "create must fail");
       assert.match(r.stderr, message, "stderr names the problem");
@@ -50,7 +52,7 @@ describe(
       assert.match(last?.msg ?? "", message, "the last error record in log.json names the problem");
       assert.equal(existsSync(join(lab.root, id)), false, "no state directory is left");
       assert.equal(existsSync(cgroup), false, "no cgroup is left");
-      assert.equal(helperProcesses().length, before, "no helper or parked init is left");
+      assert.equal(helperProcesses(lab.root).length, before, "no helper or parked init is left");
       assert.match(lab.run(["state", id]).stderr, /does not exist/);
     }
 

@@ -22,7 +22,11 @@ function lingeringRuntimeProcesses(lab: Lab, except: number): string[] {
     if (Number(p) === except || Number(p) === process.pid) continue;
     try {
       const cmd = readFileSync(`/proc/${p}/cmdline`, "utf8").replace(/\0/g, " ");
-      if (/sandkube-init|sandkube-runtime|src\/runtime\/main\.ts/.test(cmd))
+      // Only this lab's: other runtimes (containerd's, a parallel test's) may be running too.
+      if (
+        /sandkube-init|sandkube-runtime|src\/runtime\/main\.ts/.test(cmd) &&
+        cmd.includes(lab.root)
+      )
         found.push(`${p}: ${cmd}`);
     } catch {
       // Exited while we looked.
