@@ -2,7 +2,6 @@ import type { Adaptation } from "../plan/adaptations.js";
 import type { Verdict } from "../plan/verdict.js";
 import type { Check } from "../probe/check.js";
 import type { Facts } from "../probe/facts.js";
-import type { Check as NetCheck } from "../probe/network.js";
 import { renderTable } from "./table.js";
 
 /** The versioned --json document; docs/doctor-json.md describes every field. */
@@ -28,10 +27,9 @@ function shortCheck(c: Check): string {
   return c.result === "yes" ? "yes" : c.result === "no" ? `no (${c.code})` : "not tried";
 }
 
-function netCheck(c: NetCheck): string {
-  if (c.ok) return "yes";
-  const firstLine = c.error.split("\n")[0] ?? "";
-  return c.notTried ? firstLine : `no: ${firstLine}`;
+/** Like check(), but only the first line: ip and iptables messages can run to many lines. */
+function toolCheck(c: Check): string {
+  return check(c.result === "yes" ? c : { ...c, detail: c.detail.split("\n")[0] ?? "" });
 }
 
 type Row = readonly [area: string, item: string, observed: string];
@@ -125,14 +123,14 @@ export function foundRows(facts: Facts): Row[] {
   for (const backend of [iptables.legacy, iptables.nfTables]) {
     if (backend === null) continue;
     const caps = Object.entries(backend.capabilities);
-    const broken = caps.filter(([, c]) => !c.ok).map(([name]) => name);
+    const broken = caps.filter(([, c]) => c.result !== "yes").map(([name]) => name);
     rows.push([
       "iptables",
       backend.binary,
       broken.length === 0 ? "every rule kind works" : `fails: ${broken.join(", ")}`,
     ]);
   }
-  rows.push(["iptables", "nftables netlink", netCheck(iptables.nftables)]);
+  rows.push(["iptables", "nftables netlink", toolCheck(iptables.nftables)]);
   const { network } = facts;
   for (const key of [
     "veth",
@@ -142,14 +140,14 @@ export function foundRows(facts: Facts): Row[] {
     "routeViaGateway",
     "routeWithSource",
   ] as const) {
-    rows.push(["network", key, netCheck(network[key])]);
+    rows.push(["network", key, toolCheck(network[key])]);
   }
   for (const [name, fact] of Object.entries(facts.binaries.programs)) {
     if (!fact.found) continue;
     rows.push([
       "binaries",
       name,
-      `${fact.path} ${fact.version.ok ? fact.version.version : `(version: ${fact.version.error.split("\n")[0]})`}`,
+      `${fact.path} ${fact.version.result === "yes" ? fact.version.version : `(version: ${fact.version.detail.split("\n")[0]})`}`,
     ]);
   }
   const missing = Object.entries(facts.binaries.programs)

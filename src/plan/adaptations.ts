@@ -1,4 +1,4 @@
-import type { Check } from "../probe/check.js";
+import { failureText, isYes, type Check } from "../probe/check.js";
 import type { Facts } from "../probe/facts.js";
 import type { IptablesCapabilities, BackendCapabilities } from "../probe/iptables.js";
 import type { NamespaceType } from "../probe/namespaces.js";
@@ -291,7 +291,7 @@ function networkProbed(facts: Facts): boolean {
 
 function chosenBackend(facts: Facts): BackendCapabilities | null {
   const { legacy, nfTables, nftables } = facts.iptables;
-  if (nfTables !== null && nftables.ok && nfTables.capabilities.filter.ok) return nfTables;
+  if (nfTables !== null && isYes(nftables) && isYes(nfTables.capabilities.filter)) return nfTables;
   return legacy ?? nfTables;
 }
 
@@ -300,15 +300,15 @@ const iptablesLegacy: Rule = (facts) => {
   const { defaultBackend, legacy, nftables } = facts.iptables;
   if (
     defaultBackend !== "nf_tables" ||
-    nftables.ok ||
+    isYes(nftables) ||
     legacy === null ||
-    !legacy.capabilities.filter.ok
+    !isYes(legacy.capabilities.filter)
   )
     return null;
   return {
     id: "iptables-legacy",
     title: "Use iptables-legacy",
-    because: `iptables defaults to nf_tables, but nftables fails: ${nftables.error}`,
+    because: `iptables defaults to nf_tables, but nftables fails: ${failureText(nftables)}`,
     facts: ["iptables.defaultBackend", "iptables.nftables", "iptables.legacy"],
     meaning: "kubelet, kube-proxy and CNI plugins that call iptables would fail on every rule.",
     action: `Put a directory first on the node components' PATH where iptables is ${legacy.binary}.`,
@@ -347,7 +347,7 @@ const serviceProxy: Rule = (facts) => {
       action: SERVICE_PROXY_ACTION,
     };
   }
-  const missing = SERVICE_PROXY_NEEDS.filter((k) => !backend.capabilities[k].ok);
+  const missing = SERVICE_PROXY_NEEDS.filter((k) => !isYes(backend.capabilities[k]));
   if (missing.length === 0) return null;
   return {
     id: "service-proxy",
@@ -363,11 +363,11 @@ const noMasquerade: Rule = (facts) => {
   if (!networkProbed(facts)) return null;
   const backend = chosenBackend(facts);
   const masquerade = backend?.capabilities.masquerade;
-  if (backend === null || masquerade === undefined || masquerade.ok) return null;
+  if (backend === null || masquerade === undefined || isYes(masquerade)) return null;
   return {
     id: "no-ip-masq",
     title: "CNI without IP masquerading",
-    because: `${backend.binary} -j MASQUERADE fails: ${masquerade.error.split("\n")[0] ?? ""}`,
+    because: `${backend.binary} -j MASQUERADE fails: ${failureText(masquerade).split("\n")[0] ?? ""}`,
     facts: [`${backendPath(facts, backend)}.capabilities.masquerade`],
     meaning: "The bridge plugin's ipMasq rule fails, and with it every pod's network setup.",
     action: "sandkube-cni sets no masquerade rule; pod traffic leaves through routes only.",
@@ -377,11 +377,11 @@ const noMasquerade: Rule = (facts) => {
 const cniDevices: Rule = (facts) => {
   if (!networkProbed(facts)) return null;
   const { bridgePromiscuous, veth, bridge, routeWithSource } = facts.network;
-  if (!veth.ok && !veth.notTried) {
+  if (failed(veth)) {
     return {
       id: "cni-host-network",
       title: "Pods share the node's network namespace",
-      because: `creating a veth pair fails: ${veth.error}`,
+      because: `creating a veth pair fails: ${failureText(veth)}`,
       facts: ["network.veth"],
       meaning: "No CNI plugin can give a pod its own interface.",
       action: "sandkube-cni falls back to the node's network namespace and says so for each pod.",
@@ -389,16 +389,16 @@ const cniDevices: Rule = (facts) => {
   }
   const reasons: string[] = [];
   const paths: string[] = [];
-  if (!bridgePromiscuous.ok && !bridgePromiscuous.notTried) {
-    reasons.push(`promiscuous mode on a bridge fails: ${bridgePromiscuous.error}`);
+  if (failed(bridgePromiscuous)) {
+    reasons.push(`promiscuous mode on a bridge fails: ${failureText(bridgePromiscuous)}`);
     paths.push("network.bridgePromiscuous");
   }
-  if (!bridge.ok && !bridge.notTried) {
-    reasons.push(`creating a bridge fails: ${bridge.error}`);
+  if (failed(bridge)) {
+    reasons.push(`creating a bridge fails: ${failureText(bridge)}`);
     paths.push("network.bridge");
   }
-  if (!routeWithSource.ok && !routeWithSource.notTried) {
-    reasons.push(`a route with a preferred source fails: ${routeWithSource.error}`);
+  if (failed(routeWithSource)) {
+    reasons.push(`a route with a preferred source fails: ${failureText(routeWithSource)}`);
     paths.push("network.routeWithSource");
   }
   if (reasons.length === 0) return null;

@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import { labBinDir, labCniDir } from "../../lab/paths.js";
+import type { CommandResult } from "../common/exec.js";
+import { commandError, errnoOf, no, type NotYes } from "./check.js";
 import type { ProbeIO } from "./io.js";
-import { commandError } from "./network.js";
 
 /** Programs doctor looks for on the search path and in the well-known directories. */
 export const PROGRAMS = [
@@ -31,8 +32,8 @@ export const CNI_PLUGINS = ["bridge", "loopback", "host-local", "portmap"] as co
 export type ProgramName = (typeof PROGRAMS)[number];
 export type CniPluginName = (typeof CNI_PLUGINS)[number];
 
-export type VersionResult =
-  { readonly ok: true; readonly version: string } | { readonly ok: false; readonly error: string };
+/** A version query as a Check that carries the version when it succeeds. */
+export type VersionResult = { readonly result: "yes"; readonly version: string } | NotYes;
 
 export type BinaryFact =
   | {
@@ -58,8 +59,7 @@ export type CniPluginFact =
   | { readonly found: false };
 
 export type VersionListResult =
-  | { readonly ok: true; readonly versions: readonly string[] }
-  | { readonly ok: false; readonly error: string };
+  { readonly result: "yes"; readonly versions: readonly string[] } | NotYes;
 
 export interface BinaryFacts {
   readonly searchedDirs: readonly string[];
@@ -191,20 +191,24 @@ function excerpt(text: string): string {
   return lines.length > 200 ? `${lines.slice(0, 200)}...` : lines;
 }
 
+function failed(result: CommandResult): NotYes {
+  return { result: "no", code: errnoOf(result), detail: commandError(result) };
+}
+
 async function runVersion(
   io: ProbeIO,
   argv: readonly string[],
   parse: (output: string) => string | null,
 ): Promise<VersionResult> {
   const result = await io.run(argv, { timeoutMs: VERSION_TIMEOUT_MS });
-  if (result.failure !== undefined) return { ok: false, error: commandError(result) };
+  if (result.failure !== undefined) return failed(result);
   // Some programs print their version on stderr (CNI plugins' about line, older etcd), and older
   // CNI skel versions exit 1 after printing it, so a version found in the output wins.
   const version = parse(result.stdout) ?? parse(result.stderr);
-  if (version !== null) return { ok: true, version };
-  if (result.exitCode !== 0) return { ok: false, error: commandError(result) };
+  if (version !== null) return { result: "yes", version };
+  if (result.exitCode !== 0) return failed(result);
   const shown = excerpt(result.stdout) || excerpt(result.stderr);
-  return { ok: false, error: `no version in the output of ${argv.join(" ")}: ${shown}` };
+  return no("NO_VERSION", `no version in the output of ${argv.join(" ")}: ${shown}`);
 }
 
 /** Finds where each name lives: one directory listing per dir, then a stat of each match. */
@@ -285,9 +289,10 @@ export async function probeBinaries(
           (output) => parseCniVersionInfo(output)?.join(",") ?? null,
         ),
       ]);
-      const versionList: VersionListResult = cniVersions.ok
-        ? { ok: true, versions: cniVersions.version.split(",") }
-        : cniVersions;
+      const versionList: VersionListResult =
+        cniVersions.result === "yes"
+          ? { result: "yes", versions: cniVersions.version.split(",") }
+          : cniVersions;
       return [name, { found: true, path, shadowed, version, cniVersions: versionList }];
     }),
   );

@@ -1,12 +1,9 @@
+import { commandError, fromToolCommand, notRun, type Check } from "./check.js";
 import type { ProbeIO } from "./io.js";
 import {
-  checkOf,
-  commandError,
   createScratchNamespace,
   inScratch,
-  notTried,
   runNet,
-  type Check,
   type ScratchNamespaceFacts,
 } from "./network.js";
 
@@ -162,7 +159,7 @@ export async function probeIptables(io: ProbeIO): Promise<IptablesFacts> {
 
   const { scratch, named, remove } = await createScratchNamespace(io, "ipt");
   const tryInScratch = async (argv: readonly string[]): Promise<Check> =>
-    checkOf(await runNet(io, inScratch(scratch, argv)));
+    fromToolCommand(await runNet(io, inScratch(scratch, argv)));
 
   const capabilitiesOf = async (binary: string | null): Promise<BackendCapabilities | null> => {
     if (binary === null) return null;
@@ -190,7 +187,7 @@ export async function probeIptables(io: ProbeIO): Promise<IptablesFacts> {
     nfTables = await capabilitiesOf(nftDriver);
     nftables = nft.found
       ? await tryInScratch(["nft", "add", "table", "ip", "sandkube_probe"])
-      : notTried("nft is not installed");
+      : notRun("nft is not installed");
   } finally {
     // Deleting the namespace drops every table and rule written in it, legacy and nf_tables alike.
     cleanup = await remove();

@@ -1,42 +1,6 @@
 import type { CommandResult } from "../common/exec.js";
+import { YES, fromToolCommand, isYes, no, notRun, type Check } from "./check.js";
 import type { ProbeIO } from "./io.js";
-
-/**
- * One capability, tried for real. `error` is the tool's own words (stderr), so a reader can search
- * for it upstream. `notTried` marks a capability skipped because something it needs failed first.
- */
-export type Check =
-  { readonly ok: true } | { readonly ok: false; readonly error: string; readonly notTried?: true };
-
-export const PASSED: Check = { ok: true };
-
-export function notTried(reason: string): Check {
-  return { ok: false, error: `not tried: ${reason}`, notTried: true };
-}
-
-/** Lines that restate usage rather than the failure; they would only bury the real message. */
-const USAGE_HINT = /^Try `\S+ -h' or '\S+ --help' for more information\.$/;
-
-/** The failure of a command in the command's own words, or what stopped it from running. */
-export function commandError(result: CommandResult): string {
-  const program = result.argv[0] ?? "command";
-  if (result.failure === "ENOENT") return `${program}: command not found (ENOENT)`;
-  if (result.failure === "TIMEOUT") return `${program}: timed out`;
-  if (result.failure !== undefined) return `${program}: ${result.failure}`;
-  const words = (text: string): string =>
-    text
-      .split("\n")
-      .map((line) => line.trimEnd())
-      .filter((line) => line.trim() !== "" && !USAGE_HINT.test(line.trim()))
-      .join("\n");
-  return words(result.stderr) || words(result.stdout) || `exit status ${result.exitCode}`;
-}
-
-export function checkOf(result: CommandResult): Check {
-  return result.exitCode === 0 && result.failure === undefined
-    ? PASSED
-    : { ok: false, error: commandError(result) };
-}
 
 /** Netlink and iptables answer in well under a second; a hang means something is wrong. */
 export const NET_COMMAND_TIMEOUT_MS = 5_000;
@@ -67,16 +31,16 @@ export async function createScratchNamespace(
   label: string,
 ): Promise<{ scratch: ScratchNamespace; named: Check; remove: () => Promise<Check> }> {
   const name = io.scratchName(label);
-  const named = checkOf(await runNet(io, ["ip", "netns", "add", name]));
+  const named = fromToolCommand(await runNet(io, ["ip", "netns", "add", name]));
   const remove = async (): Promise<Check> => {
-    const deleted = checkOf(await runNet(io, ["ip", "netns", "delete", name]));
+    const deleted = fromToolCommand(await runNet(io, ["ip", "netns", "delete", name]));
     // The namespace file is what would leak, so its absence is the proof, whatever `ip netns
     // delete` said: iproute2 removes the file itself when `ip netns add` fails half way.
     const left = await io.kind(`/run/netns/${name}`);
-    if (!left.ok && left.code === "ENOENT") return PASSED;
-    return deleted.ok ? { ok: false, error: `/run/netns/${name} is still there` } : deleted;
+    if (!left.ok && left.code === "ENOENT") return YES;
+    return isYes(deleted) ? no("EEXIST", `/run/netns/${name} is still there`) : deleted;
   };
-  return { scratch: named.ok ? { kind: "named", name } : { kind: "unshared" }, named, remove };
+  return { scratch: isYes(named) ? { kind: "named", name } : { kind: "unshared" }, named, remove };
 }
 
 /** argv that runs `argv` inside the scratch namespace. Each unshared run gets a fresh one. */
@@ -219,7 +183,7 @@ export async function probeNetwork(io: ProbeIO): Promise<NetworkFacts> {
   } finally {
     cleanup = await remove();
   }
-  const result = (name: StepName): Check => results.get(name) ?? notTried("step missing");
+  const result = (name: StepName): Check => results.get(name) ?? notRun("step missing");
   return {
     scratchNamespace: { named, method: scratch.kind === "named" ? "ip-netns" : "unshare", cleanup },
     loopbackUp: result("loopbackUp"),
@@ -243,26 +207,26 @@ async function runSteps(io: ProbeIO, scratch: ScratchNamespace): Promise<Map<Ste
   if (scratch.kind === "unshared") {
     const run = await runNet(io, inScratch(scratch, ["sh", "-c", unsharedStepsScript(STEPS)]));
     unshared = parseUnsharedSteps(run.stdout);
-    if (unshared.size === 0) unsharedFailure = checkOf(run);
+    if (unshared.size === 0) unsharedFailure = fromToolCommand(run);
   }
   const results = new Map<StepName, Check>();
   // Sequential on purpose: each step builds on the one before, and replays stay in order.
   for (const step of STEPS) {
-    const needed = step.needs === undefined ? PASSED : results.get(step.needs);
-    if (needed !== undefined && !needed.ok) {
-      results.set(step.name, notTried(`${step.needs ?? ""} failed`));
+    const needed = step.needs === undefined ? YES : results.get(step.needs);
+    if (needed !== undefined && !isYes(needed)) {
+      results.set(step.name, notRun(`${step.needs ?? ""} failed`));
       continue;
     }
     if (unshared === null) {
-      results.set(step.name, checkOf(await runNet(io, inScratch(scratch, step.argv))));
+      results.set(step.name, fromToolCommand(await runNet(io, inScratch(scratch, step.argv))));
       continue;
     }
     const outcome = unshared.get(step.name);
     results.set(
       step.name,
       outcome === undefined
-        ? (unsharedFailure ?? notTried("the unshared shell stopped before this step"))
-        : checkOf({
+        ? (unsharedFailure ?? notRun("the unshared shell stopped before this step"))
+        : fromToolCommand({
             argv: step.argv,
             exitCode: outcome.exitCode,
             stdout: "",

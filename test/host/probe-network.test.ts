@@ -41,9 +41,9 @@ test("the network probe finds every device operation working on this kernel, and
   const facts = await probeNetwork(systemIO());
   assert.deepEqual(await scratchLeftovers(), before);
   assert.deepEqual(facts.scratchNamespace, {
-    named: { ok: true },
+    named: { result: "yes" },
     method: "ip-netns",
-    cleanup: { ok: true },
+    cleanup: { result: "yes" },
   });
   for (const key of [
     "veth",
@@ -55,7 +55,7 @@ test("the network probe finds every device operation working on this kernel, and
     "routeViaGateway",
     "routeWithSource",
   ] as const) {
-    assert.deepEqual(facts[key], { ok: true }, key);
+    assert.deepEqual(facts[key], { result: "yes" }, key);
   }
   const forward = (await systemIO().read("/proc/sys/net/ipv4/ip_forward")).ok;
   assert.equal(facts.ipForward.value !== null, forward);
@@ -88,12 +88,12 @@ test("without named namespaces the probes fall back to unshare and still see the
   const iptables = await probeIptables(io);
   assert.deepEqual(await scratchLeftovers(), before);
   assert.equal(network.scratchNamespace.method, "unshare");
-  assert.deepEqual(network.scratchNamespace.cleanup, { ok: true });
-  assert.deepEqual(network.veth, { ok: true });
-  assert.deepEqual(network.routeWithSource, { ok: true });
-  assert.deepEqual(network.ipForward.writableInScratch, { ok: true });
+  assert.deepEqual(network.scratchNamespace.cleanup, { result: "yes" });
+  assert.deepEqual(network.veth, { result: "yes" });
+  assert.deepEqual(network.routeWithSource, { result: "yes" });
+  assert.deepEqual(network.ipForward.writableInScratch, { result: "yes" });
   assert.equal(iptables.scratchNamespace.method, "unshare");
-  assert.deepEqual(iptables.legacy?.capabilities.masquerade, { ok: true });
+  assert.deepEqual(iptables.legacy?.capabilities.masquerade, { result: "yes" });
 });
 
 test("the iptables probe finds both backends complete on this kernel, and leaves no rule behind", async (t) => {
@@ -101,16 +101,16 @@ test("the iptables probe finds both backends complete on this kernel, and leaves
   const before = await scratchLeftovers();
   const facts = await probeIptables(systemIO());
   assert.deepEqual(await scratchLeftovers(), before);
-  assert.deepEqual(facts.scratchNamespace.cleanup, { ok: true });
+  assert.deepEqual(facts.scratchNamespace.cleanup, { result: "yes" });
   const version = ensureSuccess(await runCommand(["iptables", "-V"])).stdout;
   assert.equal(facts.defaultBackend, /nf_tables/.test(version) ? "nf_tables" : "legacy");
   for (const backend of [facts.legacy, facts.nfTables]) {
     assert.ok(backend);
     for (const [name, check] of Object.entries(backend.capabilities)) {
-      assert.deepEqual(check, { ok: true }, `${backend.binary} ${name}`);
+      assert.deepEqual(check, { result: "yes" }, `${backend.binary} ${name}`);
     }
   }
-  assert.deepEqual(facts.nftables, { ok: true });
+  assert.deepEqual(facts.nftables, { result: "yes" });
 });
 
 async function listen(server: Server): Promise<number> {

@@ -226,7 +226,11 @@ test("mount-propagation: shared / needs nothing; a fixed propagation changes the
 test("iptables-legacy: nf_tables by default but nftables fails while legacy works", async () => {
   const facts = await hostFacts();
   assert.equal(facts.iptables.defaultBackend, "nf_tables");
-  facts.iptables.nftables = { ok: false, error: "Protocol not supported" };
+  facts.iptables.nftables = {
+    result: "no",
+    code: "EPROTONOSUPPORT",
+    detail: "Protocol not supported",
+  };
   const a = only(facts, "iptables-legacy");
   assert.equal(
     a.because,
@@ -238,7 +242,11 @@ test("service-proxy and no-ip-masq: iptables without MASQUERADE", async () => {
   const facts = await hostFacts();
   for (const backend of [facts.iptables.legacy, facts.iptables.nfTables]) {
     assert.ok(backend);
-    backend.capabilities.masquerade = { ok: false, error: "No chain/target/match by that name" };
+    backend.capabilities.masquerade = {
+      result: "no",
+      code: "EXIT_1",
+      detail: "No chain/target/match by that name",
+    };
   }
   const ids = added(facts).map((a) => a.id);
   assert.deepEqual(ids, ["service-proxy", "no-ip-masq"]);
@@ -248,12 +256,20 @@ test("service-proxy and no-ip-masq: iptables without MASQUERADE", async () => {
 
 test("cni-veth-routes: no promiscuous bridge; cni-host-network: no veth", async () => {
   const facts = await hostFacts();
-  facts.network.bridgePromiscuous = { ok: false, error: "RTNETLINK answers: Invalid argument" };
+  facts.network.bridgePromiscuous = {
+    result: "no",
+    code: "EINVAL",
+    detail: "RTNETLINK answers: Invalid argument",
+  };
   assert.equal(
     only(facts, "cni-veth-routes").because,
     "promiscuous mode on a bridge fails: RTNETLINK answers: Invalid argument",
   );
-  facts.network.veth = { ok: false, error: "RTNETLINK answers: Operation not supported" };
+  facts.network.veth = {
+    result: "no",
+    code: "EOPNOTSUPP",
+    detail: "RTNETLINK answers: Operation not supported",
+  };
   assert.equal(only(facts, "cni-host-network").facts[0], "network.veth");
 });
 
@@ -288,7 +304,11 @@ test("preloaded-images: off as soon as one default registry answers", async () =
 test("network rules stay silent when the probes ran without root", async () => {
   const facts = await hostFacts();
   facts.identity.isRoot = false;
-  facts.network.veth = { ok: false, error: "unshare: unshare failed: Operation not permitted" };
+  facts.network.veth = {
+    result: "no",
+    code: "EPERM",
+    detail: "unshare: unshare failed: Operation not permitted",
+  };
   assert.ok(!planAdaptations(facts as Facts).some((a) => a.id.startsWith("cni-")));
 });
 

@@ -30,22 +30,25 @@ test("the recorded host finds lab, Debian and system binaries in search order", 
   const runc = found(facts.programs.runc);
   assert.equal(runc.path, "/usr/sbin/runc");
   assert.ok(runc.shadowed.includes("/var/cache/sandkube-lab/bin/runc"), runc.shadowed.join(" "));
-  assert.deepEqual(runc.version, { ok: true, version: "1.1.5+ds1" });
+  assert.deepEqual(runc.version, { result: "yes", version: "1.1.5+ds1" });
   const containerd = found(facts.programs.containerd);
   assert.equal(containerd.path, "/var/cache/sandkube-lab/bin/containerd");
-  assert.match(containerd.version.ok ? containerd.version.version : "", /^v2\.\d+\.\d+/);
+  assert.match(
+    containerd.version.result === "yes" ? containerd.version.version : "",
+    /^v2\.\d+\.\d+/,
+  );
   const kubelet = found(facts.programs.kubelet);
-  assert.match(kubelet.version.ok ? kubelet.version.version : "", /^v1\.\d+\.\d+$/);
+  assert.match(kubelet.version.result === "yes" ? kubelet.version.version : "", /^v1\.\d+\.\d+$/);
   // A `go install` build of runsc carries no version string; the probe says so instead of guessing.
   const runsc = found(facts.programs.runsc);
-  assert.equal(runsc.version.ok, false);
-  assert.match(runsc.version.ok ? "" : runsc.version.error, /VERSION_MISSING/);
+  assert.equal(runsc.version.result, "no");
+  assert.match(runsc.version.result === "no" ? runsc.version.detail : "", /VERSION_MISSING/);
   assert.equal(facts.programs.k3s.found, false);
-  assert.equal(found(facts.programs.ip).version.ok, true);
+  assert.equal(found(facts.programs.ip).version.result, "yes");
   const bridge = facts.cniPlugins.bridge;
   assert.ok(bridge.found);
   assert.equal(bridge.path, "/var/cache/sandkube-lab/cni/bridge");
-  assert.ok(bridge.cniVersions.ok && bridge.cniVersions.versions.includes("1.0.0"));
+  assert.ok(bridge.cniVersions.result === "yes" && bridge.cniVersions.versions.includes("1.0.0"));
 });
 
 test("inside gVisor the same binaries are found, and an nft-only iptables cannot say its version", async () => {
@@ -56,10 +59,11 @@ test("inside gVisor the same binaries are found, and an nft-only iptables cannot
   );
   const iptables = found(facts.programs.iptables);
   assert.deepEqual(iptables.version, {
-    ok: false,
-    error: "iptables: Failed to initialize nft: Protocol not supported",
+    result: "no",
+    code: "EPROTONOSUPPORT",
+    detail: "iptables: Failed to initialize nft: Protocol not supported",
   });
-  assert.equal(found(facts.programs.containerd).version.ok, true);
+  assert.equal(found(facts.programs.containerd).version.result, "yes");
 });
 
 const parse = (name: keyof typeof VERSION_QUERIES, output: string): string | null =>

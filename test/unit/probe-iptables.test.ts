@@ -8,13 +8,17 @@ import {
   probeIptables,
   type IptablesCapabilities,
 } from "../../src/probe/iptables.js";
-import type { Check } from "../../src/probe/network.js";
+import type { Check } from "../../src/probe/check.js";
 import { loadTranscript } from "./net-fixtures.js";
 
 function failed(caps: IptablesCapabilities): string[] {
   return Object.entries(caps)
-    .filter(([, check]) => !(check as Check).ok)
+    .filter(([, check]) => (check as Check).result !== "yes")
     .map(([name]) => name);
+}
+
+function detailOf(check: Check): string {
+  return check.result === "yes" ? "" : check.detail;
 }
 
 test("on the host kernel both backends write every rule kind and iptables defaults to nf_tables", async () => {
@@ -28,12 +32,12 @@ test("on the host kernel both backends write every rule kind and iptables defaul
   });
   assert.deepEqual(facts.tools.nft, { found: true, version: "1.0.6", backend: null });
   assert.equal(facts.scratchNamespace.method, "ip-netns");
-  assert.deepEqual(facts.scratchNamespace.cleanup, { ok: true });
+  assert.deepEqual(facts.scratchNamespace.cleanup, { result: "yes" });
   assert.equal(facts.legacy?.binary, "iptables-legacy");
   assert.equal(facts.nfTables?.binary, "iptables-nft");
   assert.deepEqual(failed(facts.legacy?.capabilities ?? ({} as IptablesCapabilities)), []);
   assert.deepEqual(failed(facts.nfTables?.capabilities ?? ({} as IptablesCapabilities)), []);
-  assert.deepEqual(facts.nftables, { ok: true });
+  assert.deepEqual(facts.nftables, { result: "yes" });
 });
 
 test("in current gVisor only legacy works, without MASQUERADE, conntrack, comment, addrtype or MARK", async () => {
@@ -51,21 +55,21 @@ test("in current gVisor only legacy works, without MASQUERADE, conntrack, commen
   assert.ok(legacy);
   assert.deepEqual(failed(legacy), ["masquerade", "conntrack", "comment", "addrtype", "markSet"]);
   assert.equal(
-    legacy.masquerade.ok ? "" : legacy.masquerade.error,
+    detailOf(legacy.masquerade),
     "Warning: Extension MASQUERADE revision 0 not supported, missing kernel module?\n" +
       "iptables: Invalid argument. Run `dmesg' for more information.",
   );
   assert.equal(
-    legacy.markSet.ok ? "" : legacy.markSet.error,
+    detailOf(legacy.markSet),
     "Warning: Extension MARK revision 0 not supported, missing kernel module?\n" +
       "iptables v1.8.9 (legacy): MARK target: kernel too old for --or-mark",
   );
   const nfTables = facts.nfTables?.capabilities;
   assert.ok(nfTables);
   assert.equal(failed(nfTables).length, Object.keys(CAPABILITY_RULES).length);
-  assert.equal(nfTables.nat.ok ? "" : nfTables.nat.error, nftError);
+  assert.equal(detailOf(nfTables.nat), nftError);
   assert.equal(
-    facts.nftables.ok ? "" : facts.nftables.error,
+    detailOf(facts.nftables),
     "mnl.c:60: Unable to initialize Netlink socket: Protocol not supported",
   );
 });
@@ -75,8 +79,8 @@ test("in 2023 gVisor the rules run in unshared namespaces, and the FORWARD chain
   assert.equal(facts.scratchNamespace.method, "unshare");
   const legacy = facts.legacy?.capabilities;
   assert.ok(legacy);
-  assert.deepEqual(legacy.filter, { ok: true });
-  assert.deepEqual(legacy.nat, { ok: true });
+  assert.deepEqual(legacy.filter, { result: "yes" });
+  assert.deepEqual(legacy.nat, { result: "yes" });
   assert.ok(failed(legacy).includes("forward"));
   assert.ok(failed(legacy).includes("dnat"));
 });
@@ -136,11 +140,7 @@ test("with only a legacy iptables, plain iptables drives legacy and nf_tables is
   });
   assert.equal(facts.legacy?.binary, "iptables");
   assert.equal(facts.nfTables, null);
-  assert.deepEqual(facts.nftables, {
-    ok: false,
-    error: "not tried: nft is not installed",
-    notTried: true,
-  });
+  assert.deepEqual(facts.nftables, { result: "not-run", detail: "nft is not installed" });
   assert.deepEqual(failed(facts.legacy?.capabilities ?? ({} as IptablesCapabilities)), [
     "masquerade",
     "conntrack",

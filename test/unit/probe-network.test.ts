@@ -2,30 +2,28 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { runCommand } from "../../src/common/exec.js";
 import { replayIO, type Transcript } from "../../src/probe/io.js";
+import { commandError, fromToolCommand, type Check } from "../../src/probe/check.js";
 import {
-  checkOf,
-  commandError,
   createScratchNamespace,
   inScratch,
   parseUnsharedSteps,
   probeNetwork,
   shellQuote,
   unsharedStepsScript,
-  type Check,
 } from "../../src/probe/network.js";
 import { loadTranscript } from "./net-fixtures.js";
 
 function errorOf(check: Check): string {
-  assert.equal(check.ok, false, "expected a failed check");
-  return check.ok ? "" : check.error;
+  assert.equal(check.result, "no", "expected a failed check");
+  return check.result === "no" ? check.detail : "";
 }
 
 test("on the host kernel every CNI device operation works in a named scratch namespace", async () => {
   const facts = await probeNetwork(replayIO(await loadTranscript("net-host-kernel")));
   assert.deepEqual(facts.scratchNamespace, {
-    named: { ok: true },
+    named: { result: "yes" },
     method: "ip-netns",
-    cleanup: { ok: true },
+    cleanup: { result: "yes" },
   });
   for (const key of [
     "loopbackUp",
@@ -40,26 +38,26 @@ test("on the host kernel every CNI device operation works in a named scratch nam
     "routeDelete",
     "routeWithSource",
   ] as const) {
-    assert.deepEqual(facts[key], { ok: true }, key);
+    assert.deepEqual(facts[key], { result: "yes" }, key);
   }
-  assert.deepEqual(facts.ipForward, { value: "0", writableInScratch: { ok: true } });
+  assert.deepEqual(facts.ipForward, { value: "0", writableInScratch: { result: "yes" } });
 });
 
 test("in current gVisor, promiscuous mode and routes with a source fail as findings row 10 says", async () => {
   // Recorded inside the lab's runsc (see the transcript's description), not hand-made.
   const facts = await probeNetwork(replayIO(await loadTranscript("net-gvisor")));
   assert.equal(facts.scratchNamespace.method, "ip-netns");
-  assert.deepEqual(facts.scratchNamespace.cleanup, { ok: true });
-  assert.deepEqual(facts.veth, { ok: true });
-  assert.deepEqual(facts.bridge, { ok: true });
-  assert.deepEqual(facts.vethOnBridge, { ok: true });
-  assert.deepEqual(facts.address, { ok: true });
-  assert.deepEqual(facts.routeViaGateway, { ok: true });
-  assert.deepEqual(facts.routeDelete, { ok: true });
+  assert.deepEqual(facts.scratchNamespace.cleanup, { result: "yes" });
+  assert.deepEqual(facts.veth, { result: "yes" });
+  assert.deepEqual(facts.bridge, { result: "yes" });
+  assert.deepEqual(facts.vethOnBridge, { result: "yes" });
+  assert.deepEqual(facts.address, { result: "yes" });
+  assert.deepEqual(facts.routeViaGateway, { result: "yes" });
+  assert.deepEqual(facts.routeDelete, { result: "yes" });
   assert.equal(errorOf(facts.bridgePromiscuous), "RTNETLINK answers: Invalid argument");
   assert.equal(errorOf(facts.vethPromiscuous), "RTNETLINK answers: Invalid argument");
   assert.equal(errorOf(facts.routeWithSource), "RTNETLINK answers: Operation not supported");
-  assert.deepEqual(facts.ipForward.writableInScratch, { ok: true });
+  assert.deepEqual(facts.ipForward.writableInScratch, { result: "yes" });
 });
 
 test("in 2023 gVisor, ip netns is refused, so the checks run unshared and find no veth", async () => {
@@ -69,13 +67,17 @@ test("in 2023 gVisor, ip netns is refused, so the checks run unshared and find n
     "mount --bind /run/netns /run/netns failed: Invalid argument",
   );
   assert.equal(facts.scratchNamespace.method, "unshare");
-  assert.deepEqual(facts.scratchNamespace.cleanup, { ok: true }, "nothing was left in /run/netns");
-  assert.deepEqual(facts.loopbackUp, { ok: true });
+  assert.deepEqual(
+    facts.scratchNamespace.cleanup,
+    { result: "yes" },
+    "nothing was left in /run/netns",
+  );
+  assert.deepEqual(facts.loopbackUp, { result: "yes" });
   assert.equal(errorOf(facts.veth), 'Command "add" is unknown, try "ip link help".');
   assert.equal(errorOf(facts.bridge), 'Command "add" is unknown, try "ip link help".');
-  assert.equal(facts.linkUp.ok ? false : facts.linkUp.notTried, true);
-  assert.equal(facts.routeWithSource.ok ? false : facts.routeWithSource.notTried, true);
-  assert.deepEqual(facts.ipForward.writableInScratch, { ok: true });
+  assert.equal(facts.linkUp.result, "not-run");
+  assert.equal(facts.routeWithSource.result, "not-run");
+  assert.deepEqual(facts.ipForward.writableInScratch, { result: "yes" });
 });
 
 test("a step runs in the named namespace through ip -n, other programs through ip netns exec", () => {
@@ -128,7 +130,7 @@ test("a failed command's error is its own words, without iptables' usage hint", 
     "iptables-legacy: command not found (ENOENT)",
   );
   assert.equal(commandError({ ...base, exitCode: 4, stderr: "" }), "exit status 4");
-  assert.deepEqual(checkOf({ ...base, exitCode: 0, stderr: "" }), { ok: true });
+  assert.deepEqual(fromToolCommand({ ...base, exitCode: 0, stderr: "" }), { result: "yes" });
 });
 
 test("cleanup is judged by the namespace file, not by what ip netns delete says", async () => {
@@ -164,9 +166,10 @@ test("cleanup is judged by the namespace file, not by what ip netns delete says"
   });
   const leaked = await createScratchNamespace(replayIO(machine(0, true)), "net");
   assert.deepEqual(await leaked.remove(), {
-    ok: false,
-    error: "/run/netns/sknet00000001 is still there",
+    result: "no",
+    code: "EEXIST",
+    detail: "/run/netns/sknet00000001 is still there",
   });
   const gone = await createScratchNamespace(replayIO(machine(1, false)), "net");
-  assert.deepEqual(await gone.remove(), { ok: true });
+  assert.deepEqual(await gone.remove(), { result: "yes" });
 });
