@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: iproute2/iptables/keyutils/curl for the probes, busybox-static for test images,
-# docker-registry as the real loopback registry, libseccomp-dev for the lab's runc, gcc for native/.
-packages=(iproute2 iptables keyutils curl busybox-static docker-registry libseccomp-dev gcc make util-linux)
+# docker-registry and skopeo for the real loopback registry, jq for the lab scenarios, libseccomp-dev
+# for the lab's runc, gcc for native/.
+packages=(iproute2 iptables keyutils curl jq busybox-static docker-registry skopeo libseccomp-dev gcc libc6-dev make util-linux bsdutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
