@@ -14,12 +14,7 @@ const doc = readFileSync(
   "utf8",
 );
 
-const MACHINES: readonly DoctorFixture[] = [
-  "host-kernel",
-  "gvisor-runsc-new",
-  "gvisor-runsc-new-netraw",
-  "gvisor-runsc-old",
-];
+const MACHINES: readonly DoctorFixture[] = ["host-kernel", "gvisor-runsc-new", "gvisor-runsc-old"];
 
 for (const name of MACHINES) {
   test(`${name}: every facts section, adaptation id and blocker id is in docs/doctor-json.md`, async () => {

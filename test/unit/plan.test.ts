@@ -346,12 +346,7 @@ test("verdict: root, mount and pid namespaces, and usable cgroups are required",
   );
 });
 
-const RECORDED: readonly DoctorFixture[] = [
-  "host-kernel",
-  "gvisor-runsc-new",
-  "gvisor-runsc-new-netraw",
-  "gvisor-runsc-old",
-];
+const RECORDED: readonly DoctorFixture[] = ["host-kernel", "gvisor-runsc-new", "gvisor-runsc-old"];
 
 for (const name of RECORDED) {
   test(`${name}: every adaptation names facts that exist, and planning is pure`, async () => {

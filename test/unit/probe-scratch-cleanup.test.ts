@@ -7,12 +7,7 @@ import { loadDoctorFixture } from "../fixtures/doctor-fixtures.js";
  * Probes must leave nothing behind. Read from the recordings themselves: every scratch directory
  * and cgroup created by doctor's own probes was removed, and every mount it made was unmounted.
  */
-const RECORDED: readonly DoctorFixture[] = [
-  "host-kernel",
-  "gvisor-runsc-new",
-  "gvisor-runsc-new-netraw",
-  "gvisor-runsc-old",
-];
+const RECORDED: readonly DoctorFixture[] = ["host-kernel", "gvisor-runsc-new", "gvisor-runsc-old"];
 
 for (const name of RECORDED) {
   test(`${name}: every scratch dir, cgroup and mount made by doctor is gone again`, () => {
