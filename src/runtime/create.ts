@@ -70,10 +70,9 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
     ...(options.consoleSocket === undefined ? {} : { consoleSocket: options.consoleSocket }),
     preserveFds: options.preserveFds,
     isInit: true,
+    ...(spec.linux?.seccomp === undefined ? {} : { seccomp: spec.linux.seccomp }),
   });
   warnings.push(...ns.warnings, ...rootfs.warnings, ...proc.warnings);
-  if (spec.linux?.seccomp !== undefined)
-    warnings.push("seccomp profile not applied: sandkube-runtime does not load seccomp filters");
   if (
     spec.hooks !== undefined &&
     Object.values(spec.hooks).some((h) => Array.isArray(h) && h.length > 0)
@@ -106,6 +105,7 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
     ...proc.credentials,
     ins.ready(),
     ins.park(),
+    ...proc.beforeExec,
     proc.exec,
   ];
   return { instructions: list, warnings };

@@ -65,6 +65,7 @@ export function planExec(
     ...(options.consoleSocket === undefined ? {} : { consoleSocket: options.consoleSocket }),
     preserveFds: options.preserveFds,
     isInit: false,
+    ...(spec.linux?.seccomp === undefined ? {} : { seccomp: spec.linux.seccomp }),
   });
   return {
     instructions: [
@@ -73,6 +74,7 @@ export function planExec(
       ...planJoinContainer(state.pid, spec.linux?.namespaces ?? []),
       ins.fork(!options.detach),
       ...proc.credentials,
+      ...proc.beforeExec,
       proc.exec,
     ],
     warnings: proc.warnings,

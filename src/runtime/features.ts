@@ -1,11 +1,18 @@
 import { KNOWN_CAPABILITIES } from "./process/capabilities.js";
+import {
+  SECCOMP_ACTIONS,
+  SECCOMP_ARCHES,
+  SECCOMP_FLAGS,
+  SECCOMP_OPERATORS,
+} from "./process/seccomp.js";
 
 export const RUNTIME_VERSION = "0.1.0";
 export const OCI_VERSION = "1.2.0";
 
 /**
  * `features`: what this runtime implements. User namespaces and idmap mounts are left out, so
- * containerd never asks for them.
+ * containerd never asks for them. "rro" is listed because containerd reports recursive read-only
+ * support for a handler only when its mountOptions include it (and the kernel is 5.12+).
  */
 export function featuresJson(): Record<string, unknown> {
   return {
@@ -39,6 +46,7 @@ export function featuresJson(): Record<string, unknown> {
       "remount",
       "ro",
       "rprivate",
+      "rro",
       "rshared",
       "rslave",
       "runbindable",
@@ -55,7 +63,14 @@ export function featuresJson(): Record<string, unknown> {
       namespaces: ["cgroup", "ipc", "mount", "network", "pid", "uts"],
       capabilities: KNOWN_CAPABILITIES,
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
-      seccomp: { enabled: false },
+      seccomp: {
+        enabled: true,
+        actions: [...SECCOMP_ACTIONS].sort(),
+        operators: [...SECCOMP_OPERATORS].sort(),
+        archs: [...SECCOMP_ARCHES].sort(),
+        knownFlags: [...SECCOMP_FLAGS].sort(),
+        supportedFlags: [...SECCOMP_FLAGS].sort(),
+      },
       apparmor: { enabled: false },
       selinux: { enabled: false },
       intelRdt: { enabled: false },

@@ -84,6 +84,23 @@ export const ins = {
     ambient: bigint,
   ): Instruction => ["caps", effective, permitted, inheritable, ambient],
   noNewPrivs: (): Instruction => ["no_new_privs"],
+  /** Starts building a seccomp filter (libseccomp names for arches; flags "log", "spec_allow"). */
+  seccompInit: (
+    defaultAction: number,
+    arches: readonly string[],
+    flags: readonly string[],
+  ): Instruction => ["seccomp_init", defaultAction, arches, flags],
+  /** Conditions are "index op value valueTwo"; a name the helper's libseccomp lacks is skipped. */
+  seccompRule: (name: string, action: number, conditions: readonly string[]): Instruction => [
+    "seccomp_rule",
+    name,
+    action,
+    conditions,
+  ],
+  /** Loads the built filter; a kernel without seccomp (EINVAL/ENOSYS) gets a warning. */
+  seccompLoad: (): Instruction => ["seccomp_load"],
+  /** mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY): read-only submounts too; fails without it. */
+  recursiveReadonly: (target: string): Instruction => ["recursive_readonly", target],
   chdir: (dir: string): Instruction => ["chdir", dir],
   resolveExec: (name: string, pathVar: string): Instruction => ["resolve_exec", name, pathVar],
   listen: (dir: string, name: string): Instruction => ["listen", dir, name],

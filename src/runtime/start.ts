@@ -18,6 +18,8 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
         `cannot start container ${id}: its init is not waiting (${(e as Error).message})`,
       );
     }
+    // The init loads a no_new_privs seccomp filter after it is started, so its warnings come here.
+    for (const w of answer.matchAll(/^warn (.*)$/gm)) ctx.log.warn(w[1] as string);
     const error = /^error (.*)$/m.exec(answer);
     if (error) throw new RuntimeError(error[1] as string);
   });

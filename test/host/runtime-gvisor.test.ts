@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { labBinary } from "../../lab/paths.js";
 import { runCommand } from "../../src/common/exec.js";
-import { CONSOLE_RECEIVER, makeLab, REPO, skipReason, type Lab } from "./runtime-support.js";
+import {
+  config,
+  CONSOLE_RECEIVER,
+  makeLab,
+  REPO,
+  skipReason,
+  type Lab,
+} from "./runtime-support.js";
 
 const RUNTIME = process.env["SANDKUBE_RUNTIME"] ?? join(REPO, "dist/bin/sandkube-runtime");
 const baseReason =
@@ -109,6 +116,60 @@ for (const [name, binary] of [
       assert.match(out, /stdin-is-a-tty\r?\nvia-pty/);
       assert.match(out, /kill=0\nstatus=stopped\ndelete=0\ngone=yes/);
     });
+
+    if (name === "runsc")
+      test("a seccomp profile is loaded inside the sandbox; rro is applied or refused, never ro", async (t) => {
+        const probe = [
+          "mkdir /tmp/made 2>/dev/null && echo mkdir=allowed || echo mkdir=refused",
+          "grep -E '^Seccomp:' /proc/self/status | tr -d '\\t' | sed 's/:/=/'",
+        ].join("; ");
+        const base = config({ args: ["sh", "-c", probe], rootPath: join(lab.bundle, "rootfs") });
+        const bundle = (dir: string, extra: (c: typeof base) => void): string => {
+          const c = structuredClone(base);
+          extra(c);
+          mkdirSync(join(lab.dir, dir));
+          writeFileSync(join(lab.dir, dir, "config.json"), JSON.stringify(c));
+          return join(lab.dir, dir);
+        };
+        const seccompBundle = bundle("seccomp-bundle", (c) => {
+          (c["linux"] as Record<string, unknown>)["seccomp"] = {
+            defaultAction: "SCMP_ACT_ALLOW",
+            syscalls: [{ names: ["mkdir", "mkdirat"], action: "SCMP_ACT_ERRNO" }],
+          };
+        });
+        const rroBundle = bundle("rro-bundle", (c) => {
+          (c["mounts"] as unknown[]).push({
+            destination: "/mnt",
+            type: "bind",
+            source: "/tmp",
+            options: ["rbind", "rro"],
+          });
+        });
+        const r = `${RUNTIME} --root ${lab.dir}/sc-state --log ${lab.log} --log-format json`;
+        const file = join(lab.dir, "seccomp.sh");
+        writeFileSync(
+          file,
+          `${r} create --bundle ${seccompBundle} sc > ${lab.dir}/sc.out 2>&1; echo create=$?
+${r} start sc; echo start=$?
+while ! grep -q Seccomp ${lab.dir}/sc.out; do sleep 0.05; done
+cat ${lab.dir}/sc.out
+${r} delete --force sc
+${r} create --bundle ${rroBundle} rro > /dev/null 2>&1; echo rro-create=$?
+${r} delete --force rro > /dev/null 2>&1
+grep -o 'rro on [^"]*' ${lab.log} | head -1
+`,
+        );
+        const res = await runCommand([binary, "--network=none", "do", "--", "/bin/sh", file], {
+          timeoutMs: 120_000,
+        });
+        const out = res.stdout;
+        assert.match(out, /create=0\nstart=0\nmkdir=refused\nSeccomp=2\n/, out);
+        // gVisor may lack mount_setattr: then create must fail naming it, not fall back to ro.
+        assert.match(out, /rro-create=0\n|rro-create=1\nrro on \/\S+ needs mount_setattr/, out);
+        t.diagnostic(
+          `rro in ${name}: ${/rro-create=0/.test(out) ? "applied" : "refused (no mount_setattr)"}`,
+        );
+      });
   });
   if (reason) test(`runtime inside gVisor (${name})`, { skip: reason }, () => undefined);
 }

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { capabilityNames } from "../../src/runtime/process/capabilities.js";
@@ -28,7 +30,22 @@ const PROBE = [
   'echo "fds=$(ls /proc/self/fd | tr "\\n" , )"',
   'for p in /proc/[0-9]*; do echo "exe=$(readlink $p/exe)"; done',
   "echo x > /dev/null && echo devnull=ok",
-  "echo done",
+].join("; ");
+
+/** A profile that allows everything but mkdir, which fails with EPERM as under Docker's policies. */
+const NO_MKDIR = {
+  defaultAction: "SCMP_ACT_ALLOW",
+  architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+  syscalls: [
+    { names: ["mkdir", "mkdirat", "no_such_syscall_in_any_kernel"], action: "SCMP_ACT_ERRNO" },
+  ],
+};
+
+const SECCOMP_PROBE = [
+  "mkdir /tmp/made 2>/dev/null && echo mkdir=allowed || echo mkdir=refused",
+  "mkdir /tmp/made 2>&1 | grep -q 'Operation not permitted' && echo errno=EPERM",
+  "touch /tmp/file && echo touch=allowed",
+  "grep -E '^Seccomp:' /proc/self/status | tr -d '\\t' | sed 's/:/=/'",
 ].join("; ");
 
 function facts(output: string): Map<string, string[]> {
@@ -44,12 +61,23 @@ function facts(output: string): Map<string, string[]> {
   return m;
 }
 
+/** Adds spec fields that BundleOptions does not cover (linux.seccomp) to the written config.json. */
+type ConfigPatch = (config: { linux: Record<string, unknown> }) => void;
+
 async function runProbe(
   lab: Lab,
   id: string,
   o: Omit<BundleOptions, "args">,
+  script = PROBE,
+  patch?: ConfigPatch,
 ): Promise<Map<string, string[]>> {
-  lab.writeConfig({ ...o, args: ["sh", "-c", PROBE] });
+  lab.writeConfig({ ...o, args: ["sh", "-c", `${script}; echo done`] });
+  if (patch !== undefined) {
+    const file = join(lab.bundle, "config.json");
+    const config = JSON.parse(readFileSync(file, "utf8")) as { linux: Record<string, unknown> };
+    patch(config);
+    writeFileSync(file, JSON.stringify(config));
+  }
   const out = join(lab.dir, `${id}.out`);
   const err = join(lab.dir, `${id}.err`);
   assert.equal(
@@ -121,6 +149,64 @@ describe("security asserted from inside the container (host kernel)", { skip: re
     assert.ok(exes.length > 0);
     for (const exe of exes)
       assert.equal(exe, "/bin/busybox", `a process in the container runs ${exe}`);
+  });
+
+  for (const noNewPrivileges of [true, false])
+    test(`a seccomp profile blocks mkdir with EPERM (noNewPrivileges ${noNewPrivileges})`, async () => {
+      const f = await runProbe(
+        lab,
+        `seccomp-${noNewPrivileges}`,
+        { noNewPrivileges },
+        SECCOMP_PROBE,
+        (c) => void (c.linux["seccomp"] = NO_MKDIR),
+      );
+      assert.deepEqual(f.get("mkdir"), ["refused"]);
+      assert.deepEqual(f.get("errno"), ["EPERM"]);
+      assert.deepEqual(f.get("touch"), ["allowed"], "only the listed syscalls are refused");
+      assert.deepEqual(f.get("Seccomp"), ["2"], "the process runs in seccomp filter mode");
+    });
+
+  test("an exec'd process gets the container's seccomp profile", async () => {
+    lab.writeConfig({ args: ["sleep", "60"] });
+    const file = join(lab.bundle, "config.json");
+    const config = JSON.parse(readFileSync(file, "utf8")) as { linux: Record<string, unknown> };
+    config.linux["seccomp"] = NO_MKDIR;
+    writeFileSync(file, JSON.stringify(config));
+    assert.equal(lab.run(["create", "--bundle", lab.bundle, "seccomp-exec"]).status, 0);
+    try {
+      assert.equal(lab.run(["start", "seccomp-exec"]).status, 0);
+      const r = lab.run(["exec", "seccomp-exec", "--", "sh", "-c", `${SECCOMP_PROBE}; echo done`]);
+      assert.equal(r.status, 0, r.stderr);
+      const f = facts(r.stdout);
+      assert.deepEqual(f.get("mkdir"), ["refused"]);
+      assert.deepEqual(f.get("Seccomp"), ["2"]);
+    } finally {
+      lab.run(["delete", "--force", "seccomp-exec"]);
+    }
+  });
+
+  test("rro makes a bind read-only in its submounts too, where ro leaves them writable", async () => {
+    const source = join(lab.dir, "rro-source");
+    mkdirSync(join(source, "sub"), { recursive: true });
+    // A submount in the bind's source, mounted in the host's namespace for the length of the test.
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "rro-test", join(source, "sub")]);
+    try {
+      const script = [
+        "touch /data/top 2>/dev/null && echo top=writable || echo top=readonly",
+        "touch /data/sub/file 2>/dev/null && echo sub=writable || echo sub=readonly",
+      ].join("; ");
+      const mount = (option: string): Omit<BundleOptions, "args"> => ({
+        extraMounts: [{ destination: "/data", type: "bind", source, options: ["rbind", option] }],
+      });
+      const rro = await runProbe(lab, "rro", mount("rro"), script);
+      assert.deepEqual(rro.get("top"), ["readonly"]);
+      assert.deepEqual(rro.get("sub"), ["readonly"], "rro reaches the submount");
+      const ro = await runProbe(lab, "ro", mount("ro"), script);
+      assert.deepEqual(ro.get("top"), ["readonly"]);
+      assert.deepEqual(ro.get("sub"), ["writable"], "plain ro stops at the top mount");
+    } finally {
+      execFileSync("umount", [join(source, "sub")]);
+    }
   });
 });
 

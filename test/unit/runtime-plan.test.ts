@@ -218,14 +218,12 @@ test("planCreate warns about what it cannot give instead of failing", () => {
   const s = spec({
     linux: {
       namespaces: [{ type: "mount" }, { type: "uts" }, { type: "cgroup" }],
-      seccomp: { defaultAction: "SCMP_ACT_ERRNO" },
     },
   });
   const { instructions, warnings } = planCreate(machine(), {
     ...inputs(s),
     capLastCapPresent: false,
   });
-  assert.ok(warnings.some((w) => /seccomp profile not applied/.test(w)));
   assert.ok(warnings.some((w) => /cap_last_cap is absent/.test(w)));
   assert.deepEqual(
     instructions.find((i) => i[0] === "unshare" && i[1] === CLONE_FLAGS.cgroup),
@@ -265,5 +263,32 @@ test("mount options split into flags, propagation and data", () => {
   assert.equal(o.flags, MS.NOSUID | MS.NOEXEC | MS.RDONLY);
   assert.deepEqual(o.propagation, [MS.PRIVATE | MS.REC]);
   assert.equal(o.data, "mode=755,size=1k");
-  assert.equal(o.warnings.length, 1);
+  assert.equal(o.recursiveReadonly, true);
+  assert.deepEqual(o.warnings, []);
+});
+
+test("an rro bind is bound, remounted read-only, then made read-only down its submounts", () => {
+  const s = spec({
+    mounts: [
+      { destination: "/data", type: "bind", source: "/srv/data", options: ["rbind", "rro"] },
+    ],
+  });
+  const { instructions } = planCreate(machine(), inputs(s));
+  const at = (op: string): number =>
+    instructions.findIndex((i) => i[0] === op && i[1] !== "/b/rootfs");
+  assert.deepEqual(instructions[at("mount")], [
+    "mount",
+    "/srv/data",
+    "/b/rootfs/data",
+    "",
+    MS.BIND | MS.REC,
+    "",
+    0,
+  ]);
+  assert.deepEqual(instructions[at("remount")], ["remount", "/b/rootfs/data", MS.RDONLY | MS.REC]);
+  assert.deepEqual(instructions[at("recursive_readonly")], [
+    "recursive_readonly",
+    "/b/rootfs/data",
+  ]);
+  assert.ok(at("remount") < at("recursive_readonly"));
 });

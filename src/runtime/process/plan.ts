@@ -3,6 +3,7 @@ import { ins, type Instruction } from "../instructions.js";
 import type { OciProcess } from "../spec.js";
 import { capabilityMask } from "./capabilities.js";
 import { rlimitNumber } from "./rlimits.js";
+import { planSeccomp } from "./seccomp.js";
 
 const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -11,6 +12,8 @@ export interface ProcessPlan {
   readonly early: readonly Instruction[];
   /** Credentials and the checks that must run as the container user, ending just before execve. */
   readonly credentials: readonly Instruction[];
+  /** Last steps before execve (a create parks in between): the seccomp filter under no_new_privs. */
+  readonly beforeExec: readonly Instruction[];
   readonly exec: Instruction;
   readonly warnings: readonly string[];
 }
@@ -21,6 +24,8 @@ export interface ProcessContext {
   readonly preserveFds: number;
   /** Init of a new container (setsid always, as runc's standard init) or an exec'd process. */
   readonly isInit: boolean;
+  /** The container's linux.seccomp (exec'd processes get the container's, as in runc). */
+  readonly seccomp?: unknown;
 }
 
 function limit(v: number): bigint {
@@ -65,6 +70,16 @@ export function planProcess(p: OciProcess, ctx: ProcessContext): ProcessPlan {
   };
   const unknown = new Set(Object.values(sets).flatMap((s) => s.unknown));
   if (unknown.size > 0) warnings.push(`unknown capabilities ignored: ${[...unknown].join(", ")}`);
+  const seccomp = ctx.seccomp === undefined ? undefined : planSeccomp(ctx.seccomp);
+  const beforeExec: Instruction[] = [];
+  if (seccomp !== undefined) {
+    warnings.push(...seccomp.warnings);
+    cred.push(...seccomp.build);
+    // As runc's standard_init_linux.go: without no_new_privs, loading a filter needs CAP_SYS_ADMIN,
+    // so it goes in before capabilities drop; with it, as late as possible, right before execve.
+    if (p.noNewPrivileges === true) beforeExec.push(ins.seccompLoad());
+    else cred.push(ins.seccompLoad());
+  }
   cred.push(ins.bounding(sets.bounding.mask));
   cred.push(ins.user(uid, gid, p.user.additionalGids ?? []));
   cred.push(
@@ -81,5 +96,11 @@ export function planProcess(p: OciProcess, ctx: ProcessContext): ProcessPlan {
   const pathVar = env.find((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
   // Resolved as the container user, before parking: a missing program fails create, as in runc.
   cred.push(ins.resolveExec(p.args[0] as string, pathVar));
-  return { early, credentials: cred, exec: ins.exec(3 + ctx.preserveFds, p.args, env), warnings };
+  return {
+    early,
+    credentials: cred,
+    beforeExec,
+    exec: ins.exec(3 + ctx.preserveFds, p.args, env),
+    warnings,
+  };
 }

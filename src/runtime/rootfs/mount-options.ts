@@ -71,6 +71,8 @@ export interface MountOptions {
   readonly propagation: readonly number[];
   /** Options the kernel reads as filesystem data (mode=755, size=65536k, newinstance...). */
   readonly data: string;
+  /** "rro": read-only down the whole tree, submounts included (mount_setattr, Linux 5.12+). */
+  readonly recursiveReadonly: boolean;
   readonly warnings: readonly string[];
 }
 
@@ -79,6 +81,7 @@ export function parseMountOptions(options: readonly string[] | undefined): Mount
   const propagation: number[] = [];
   const data: string[] = [];
   const warnings: string[] = [];
+  let recursiveReadonly = false;
   for (const opt of options ?? []) {
     const flag = FLAG_OPTIONS[opt];
     if (flag !== undefined) {
@@ -91,11 +94,9 @@ export function parseMountOptions(options: readonly string[] | undefined): Mount
       continue;
     }
     if (opt === "rro") {
-      // Recursive read-only needs mount_setattr(2); the top mount is still made read-only.
+      // The top mount is made read-only by the remount too, so it holds even before mount_setattr.
       flags |= MS.RDONLY;
-      warnings.push(
-        'mount option "rro" applied as "ro": submounts stay writable (needs mount_setattr, not used)',
-      );
+      recursiveReadonly = true;
       continue;
     }
     if (opt === "tmpcopyup" || opt === "idmap" || opt === "ridmap" || opt.startsWith("x-")) {
@@ -104,7 +105,7 @@ export function parseMountOptions(options: readonly string[] | undefined): Mount
     }
     data.push(opt);
   }
-  return { flags, propagation, data: data.join(","), warnings };
+  return { flags, propagation, data: data.join(","), recursiveReadonly, warnings };
 }
 
 export function propagationFlags(name: string | undefined): number | undefined {

@@ -93,6 +93,7 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
       const optional = type === "mqueue";
       before.push(ins.mount(m.source ?? type, target, type, opts.flags, opts.data, optional));
     }
+    if (opts.recursiveReadonly) before.push(ins.recursiveReadonly(target));
     for (const p of opts.propagation) before.push(ins.propagation(target, p));
   }
 
