@@ -207,6 +207,8 @@ export async function create(ctx: RuntimeContext, options: CreateOptions): Promi
   let cgroups: readonly CgroupEntry[] = [];
   let pid: number | undefined;
   try {
+    // Recorded before they exist, so that a create killed from here on leaves no unknown cgroup.
+    store.recordPendingCgroups(options.id, dirs);
     if (hierarchies.length === 0)
       log.warn("no cgroup filesystem is mounted; the container runs without cgroups");
     const setup = setupCgroups(sys, hierarchies, dirs, spec.linux?.resources);

@@ -2,6 +2,7 @@ import { freezerFile, removeCgroups } from "./cgroups.js";
 import { containerPids, loadContainer, waitInitGone } from "./container.js";
 import type { RuntimeContext } from "./context.js";
 import { RuntimeError } from "./errors.js";
+import { deleteHalfCreated } from "./half-created.js";
 
 export async function deleteContainer(
   ctx: RuntimeContext,
@@ -13,6 +14,8 @@ export async function deleteContainer(
     throw new RuntimeError(`container ${id} does not exist`);
   }
   await ctx.store.withLock(id, async () => {
+    // A create killed before state.json leaves a state dir only; delete is how that is undone.
+    if (!ctx.store.hasState(id)) return deleteHalfCreated(ctx, id);
     const c = loadContainer(ctx, id);
     if (c.status === "running" || c.status === "paused") {
       if (!force)

@@ -20,6 +20,16 @@ export interface ContainerState {
 }
 
 export const START_SOCKET = "start.sock";
+/** Who is creating the container (pid and start time), written right after the state dir. */
+export const CREATOR_FILE = "creator.json";
+/** The cgroup dirs create is about to make, one a line, written before it makes them. */
+export const PENDING_CGROUPS_FILE = "cgroups.pending";
+export const STATE_FILE = "state.json";
+
+export interface CreatorRecord {
+  readonly pid: number;
+  readonly startTime: string;
+}
 
 export function stateDir(root: string, id: string): string {
   return `${root}/${id}`;
@@ -74,7 +84,10 @@ export class StateStore {
     return stateDir(this.root, id);
   }
 
-  /** Makes the container's directory; an existing one means the id is taken. */
+  /**
+   * Makes the container's directory; an existing one means the id is taken. It then names its
+   * creator, so that `delete` can tell a create still under way from one that was killed.
+   */
   createDir(id: string): void {
     this.sys.mkdir(this.root, true);
     try {
@@ -83,16 +96,59 @@ export class StateStore {
       if (isErrno(e, "EEXIST")) throw new RuntimeError(`container with id ${id} already exists`);
       throw e;
     }
+    const self = processStartTime(this.sys, this.sys.pid());
+    const record: CreatorRecord = { pid: this.sys.pid(), startTime: self?.startTime ?? "" };
+    writeAtomic(this.sys, `${this.dir(id)}/${CREATOR_FILE}`, JSON.stringify(record), 0o600);
+  }
+
+  /** Whether create got as far as state.json: without it the container is half-created. */
+  hasState(id: string): boolean {
+    return this.sys.kindOf(`${this.dir(id)}/${STATE_FILE}`) === "file";
+  }
+
+  /** The process creating the container, if it is still alive (same pid and start time). */
+  liveCreator(id: string): number | undefined {
+    let record: CreatorRecord;
+    try {
+      record = JSON.parse(this.sys.readFile(`${this.dir(id)}/${CREATOR_FILE}`)) as CreatorRecord;
+    } catch {
+      // No record: the creator died between mkdir and writing it (or an older runtime made it).
+      return undefined;
+    }
+    const proc = processStartTime(this.sys, record.pid);
+    if (proc === undefined || proc.state === "Z" || proc.state === "X") return undefined;
+    return proc.startTime === record.startTime ? record.pid : undefined;
+  }
+
+  /** Records cgroup dirs before they are made, so a killed create leaves none nobody knows of. */
+  recordPendingCgroups(id: string, dirs: readonly string[]): void {
+    writeAtomic(this.sys, `${this.dir(id)}/${PENDING_CGROUPS_FILE}`, dirs.join("\n"), 0o600);
+  }
+
+  pendingCgroups(id: string): string[] {
+    try {
+      return this.sys
+        .readFile(`${this.dir(id)}/${PENDING_CGROUPS_FILE}`)
+        .split("\n")
+        .filter((l) => l !== "");
+    } catch {
+      return [];
+    }
   }
 
   save(state: ContainerState): void {
-    writeAtomic(this.sys, `${this.dir(state.id)}/state.json`, `${JSON.stringify(state)}\n`, 0o600);
+    writeAtomic(
+      this.sys,
+      `${this.dir(state.id)}/${STATE_FILE}`,
+      `${JSON.stringify(state)}\n`,
+      0o600,
+    );
   }
 
   load(id: string): ContainerState {
     let text: string;
     try {
-      text = this.sys.readFile(`${this.dir(id)}/state.json`);
+      text = this.sys.readFile(`${this.dir(id)}/${STATE_FILE}`);
     } catch (e) {
       if (isErrno(e, "ENOENT") || isErrno(e, "ENOTDIR"))
         throw new RuntimeError(`container ${id} does not exist`);
