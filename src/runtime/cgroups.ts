@@ -148,8 +148,46 @@ export function resourceWrites(h: Hierarchy, r: OciResources, withDevices: boole
   const w: CgroupWrite[] = [];
   const has = (c: string): boolean => h.controllers.includes(c);
   if (h.version === 1) {
-    if (has("memory") && r.memory?.limit !== undefined)
-      w.push({ file: "memory.limit_in_bytes", value: String(r.memory.limit) });
+    const memory = r.memory ?? {};
+    if (has("memory")) {
+      if (memory.limit !== undefined)
+        w.push({ file: "memory.limit_in_bytes", value: String(memory.limit) });
+      if (memory.reservation !== undefined)
+        w.push({ file: "memory.soft_limit_in_bytes", value: String(memory.reservation) });
+      // After the limit: memsw may never be below memory.limit_in_bytes (runc's setMemoryAndSwap).
+      if (memory.swap !== undefined)
+        w.push({ file: "memory.memsw.limit_in_bytes", value: String(memory.swap) });
+      if (memory.swappiness !== undefined)
+        w.push({ file: "memory.swappiness", value: String(memory.swappiness) });
+      if (memory.disableOOMKiller === true) w.push({ file: "memory.oom_control", value: "1" });
+    }
+    const blockIO = r.blockIO ?? {};
+    if (has("blkio")) {
+      if (blockIO.weight !== undefined && blockIO.weight !== 0)
+        w.push({ file: "blkio.weight", value: String(blockIO.weight) });
+      if (blockIO.leafWeight !== undefined && blockIO.leafWeight !== 0)
+        w.push({ file: "blkio.leaf_weight", value: String(blockIO.leafWeight) });
+      for (const d of blockIO.weightDevice ?? []) {
+        if (d.weight !== undefined)
+          w.push({ file: "blkio.weight_device", value: `${d.major}:${d.minor} ${d.weight}` });
+        if (d.leafWeight !== undefined)
+          w.push({
+            file: "blkio.leaf_weight_device",
+            value: `${d.major}:${d.minor} ${d.leafWeight}`,
+          });
+      }
+      for (const [field, file] of BLKIO_THROTTLES)
+        for (const d of blockIO[field] ?? [])
+          w.push({ file, value: `${d.major}:${d.minor} ${d.rate}` });
+    }
+    if (has("net_cls") && r.network?.classID !== undefined)
+      w.push({ file: "net_cls.classid", value: String(r.network.classID) });
+    if (has("net_prio"))
+      for (const p of r.network?.priorities ?? [])
+        w.push({ file: "net_prio.ifpriomap", value: `${p.name} ${p.priority}` });
+    if (has("hugetlb"))
+      for (const l of r.hugepageLimits ?? [])
+        w.push({ file: `hugetlb.${l.pageSize}.limit_in_bytes`, value: String(l.limit) });
     if (has("cpu") && r.cpu?.shares !== undefined)
       w.push({ file: "cpu.shares", value: String(r.cpu.shares) });
     if (has("cpu") && r.cpu?.period !== undefined)
@@ -167,6 +205,20 @@ export function resourceWrites(h: Hierarchy, r: OciResources, withDevices: boole
   } else {
     if (r.memory?.limit !== undefined)
       w.push({ file: "memory.max", value: r.memory.limit < 0 ? "max" : String(r.memory.limit) });
+    if (r.memory?.reservation !== undefined)
+      w.push({
+        file: "memory.low",
+        value: r.memory.reservation < 0 ? "max" : String(r.memory.reservation),
+      });
+    // OCI's swap is memory+swap, v2's memory.swap.max is swap alone (runc's ConvertMemorySwapToCgroupV2Value).
+    if (r.memory?.swap !== undefined && r.memory.limit !== undefined)
+      w.push({
+        file: "memory.swap.max",
+        value:
+          r.memory.swap < 0 || r.memory.limit < 0
+            ? "max"
+            : String(Math.max(0, r.memory.swap - r.memory.limit)),
+      });
     if (r.cpu?.shares !== undefined && r.cpu.shares > 0)
       // runc's cgroups.ConvertCPUSharesToCgroupV2Value.
       w.push({
@@ -185,6 +237,59 @@ export function resourceWrites(h: Hierarchy, r: OciResources, withDevices: boole
     for (const [file, value] of Object.entries(r.unified ?? {})) w.push({ file, value });
   }
   return w;
+}
+
+const BLKIO_THROTTLES = [
+  ["throttleReadBpsDevice", "blkio.throttle.read_bps_device"],
+  ["throttleWriteBpsDevice", "blkio.throttle.write_bps_device"],
+  ["throttleReadIOPSDevice", "blkio.throttle.read_iops_device"],
+  ["throttleWriteIOPSDevice", "blkio.throttle.write_iops_device"],
+] as const;
+
+/**
+ * Resource fields the spec sets that no write above carries out on this cgroup version, so the
+ * container's log says so instead of the limit vanishing.
+ */
+export function unappliedResources(r: OciResources, version: 1 | 2): string[] {
+  const set = (v: unknown): boolean =>
+    v !== undefined && !(Array.isArray(v) && v.length === 0) && v !== false;
+  const unapplied: string[] = [];
+  if (set(r.memory?.kernel)) unapplied.push("memory.kernel (deprecated; runc ignores it too)");
+  if (set(r.memory?.kernelTCP)) unapplied.push("memory.kernelTCP");
+  if (set(r.rdma) && Object.keys(r.rdma ?? {}).length > 0) unapplied.push("rdma");
+  if (version === 2) {
+    if (set(r.memory?.swappiness)) unapplied.push("memory.swappiness (no cgroup v2 file)");
+    if (r.memory?.disableOOMKiller === true)
+      unapplied.push("memory.disableOOMKiller (no cgroup v2 file)");
+    if (r.memory?.swap !== undefined && r.memory.limit === undefined)
+      unapplied.push("memory.swap without memory.limit");
+    const b = r.blockIO ?? {};
+    if (Object.values(b).some(set)) unapplied.push("blockIO (io.* files on cgroup v2)");
+    if (set(r.network?.classID) || set(r.network?.priorities))
+      unapplied.push("network (no net_cls/net_prio on cgroup v2)");
+    if (set(r.hugepageLimits)) unapplied.push("hugepageLimits (cgroup v2)");
+  }
+  return unapplied;
+}
+
+/** Pure: v1 controllers the spec's resources need that are not mounted, with the fields affected. */
+export function missingControllers(
+  r: OciResources,
+  mounted: ReadonlySet<string>,
+): [controller: string, fields: string][] {
+  const needs: [string, string, boolean][] = [
+    ["memory", "memory", Object.values(r.memory ?? {}).some((v) => v !== undefined && v !== false)],
+    ["cpu", "cpu", [r.cpu?.shares, r.cpu?.quota, r.cpu?.period].some((v) => v !== undefined)],
+    ["cpuset", "cpu.cpus/mems", Boolean(r.cpu?.cpus || r.cpu?.mems)],
+    ["pids", "pids", r.pids?.limit !== undefined],
+    ["blkio", "blockIO", Object.values(r.blockIO ?? {}).some((v) => v !== undefined)],
+    ["net_cls", "network.classID", r.network?.classID !== undefined],
+    ["net_prio", "network.priorities", (r.network?.priorities ?? []).length > 0],
+    ["hugetlb", "hugepageLimits", (r.hugepageLimits ?? []).length > 0],
+  ];
+  return needs
+    .filter(([controller, , wanted]) => wanted && !mounted.has(controller))
+    .map(([controller, fields]) => [controller, fields]);
 }
 
 /** A cgroup the container was put in, as recorded in its state. */
@@ -245,6 +350,16 @@ export function applyResources(
 ): string[] {
   const warnings: string[] = [];
   const v2Controls = controllersOnV2(entries);
+  const version = v2Controls ? 2 : 1;
+  for (const what of unappliedResources(resources, version))
+    warnings.push(`cgroup resource ${what} not applied: sandkube-runtime has no way to apply it`);
+  if (version === 1) {
+    const mounted = new Set(entries.flatMap((e) => e.controllers));
+    for (const [controller, fields] of missingControllers(resources, mounted))
+      warnings.push(
+        `cgroup resource ${fields} not applied: no ${controller} cgroup controller here`,
+      );
+  }
   for (const e of entries) {
     if (e.version === 2 && !v2Controls) continue;
     const h: Hierarchy = {

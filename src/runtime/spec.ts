@@ -78,13 +78,45 @@ export interface OciDeviceRule {
   readonly access?: string;
 }
 
+export interface OciBlockIODeviceWeight {
+  readonly major: number;
+  readonly minor: number;
+  readonly weight?: number;
+  readonly leafWeight?: number;
+}
+
+export interface OciBlockIODeviceRate {
+  readonly major: number;
+  readonly minor: number;
+  readonly rate: number;
+}
+
 export interface OciResources {
   readonly devices?: readonly OciDeviceRule[];
   readonly memory?: {
     readonly limit?: number;
     readonly reservation?: number;
     readonly swap?: number;
+    readonly kernel?: number;
+    readonly kernelTCP?: number;
+    readonly swappiness?: number;
+    readonly disableOOMKiller?: boolean;
   };
+  readonly blockIO?: {
+    readonly weight?: number;
+    readonly leafWeight?: number;
+    readonly weightDevice?: readonly OciBlockIODeviceWeight[];
+    readonly throttleReadBpsDevice?: readonly OciBlockIODeviceRate[];
+    readonly throttleWriteBpsDevice?: readonly OciBlockIODeviceRate[];
+    readonly throttleReadIOPSDevice?: readonly OciBlockIODeviceRate[];
+    readonly throttleWriteIOPSDevice?: readonly OciBlockIODeviceRate[];
+  };
+  readonly network?: {
+    readonly classID?: number;
+    readonly priorities?: readonly { readonly name: string; readonly priority: number }[];
+  };
+  readonly hugepageLimits?: readonly { readonly pageSize: string; readonly limit: number }[];
+  readonly rdma?: Readonly<Record<string, unknown>>;
   readonly cpu?: {
     readonly shares?: number;
     readonly quota?: number;

@@ -4,10 +4,12 @@ import {
   cgroupDirs,
   cgroupLocation,
   expandSlice,
+  missingControllers,
   parseCgroupMounts,
   parseProcCgroup,
   resourceWrites,
   setupCgroups,
+  unappliedResources,
 } from "../../src/runtime/cgroups.js";
 import { RecordingSyscalls } from "../../src/runtime/recording-syscalls.js";
 
@@ -110,4 +112,70 @@ test("setupCgroups degrades to a warning where a hierarchy cannot be written", (
     result.warnings.some((w) => /cgroup \/sys\/fs\/cgroup\/memory\/c1 not created/.test(w)),
   );
   assert.equal(sys.files.get("/sys/fs/cgroup/cpu/c1/cpu.shares"), "2");
+});
+
+test("v1 memory, blkio, net_cls, net_prio and hugetlb resources become their files, as runc writes them", () => {
+  const v1 = (controllers: string[]) => ({
+    version: 1 as const,
+    controllers,
+    mountPoint: "",
+    root: "/",
+  });
+  const resources = {
+    memory: {
+      limit: 52428800,
+      reservation: 50593792,
+      swap: 104857600,
+      swappiness: 10,
+      disableOOMKiller: true,
+    },
+    blockIO: {
+      weight: 500,
+      weightDevice: [{ major: 8, minor: 0, weight: 300 }],
+      throttleReadBpsDevice: [{ major: 8, minor: 0, rate: 1048576 }],
+    },
+    network: { classID: 1048577, priorities: [{ name: "eth0", priority: 5 }] },
+    hugepageLimits: [{ pageSize: "2MB", limit: 9223372036854772000 }],
+  };
+  const files = (controllers: string[]) =>
+    resourceWrites(v1(controllers), resources, false).map((w) => `${w.file}=${w.value}`);
+  assert.deepEqual(files(["memory"]), [
+    "memory.limit_in_bytes=52428800",
+    "memory.soft_limit_in_bytes=50593792",
+    "memory.memsw.limit_in_bytes=104857600",
+    "memory.swappiness=10",
+    "memory.oom_control=1",
+  ]);
+  assert.deepEqual(files(["blkio"]), [
+    "blkio.weight=500",
+    "blkio.weight_device=8:0 300",
+    "blkio.throttle.read_bps_device=8:0 1048576",
+  ]);
+  assert.deepEqual(files(["net_cls", "net_prio"]), [
+    "net_cls.classid=1048577",
+    "net_prio.ifpriomap=eth0 5",
+  ]);
+  assert.deepEqual(files(["hugetlb"]), ["hugetlb.2MB.limit_in_bytes=9223372036854772000"]);
+});
+
+test("resources nothing can apply are named, never dropped silently", () => {
+  assert.deepEqual(
+    missingControllers(
+      { memory: { limit: 1 }, blockIO: { weight: 10 }, network: { classID: 1 } },
+      new Set(["memory", "cpu"]),
+    ),
+    [
+      ["blkio", "blockIO"],
+      ["net_cls", "network.classID"],
+    ],
+  );
+  assert.deepEqual(
+    unappliedResources({ memory: { swappiness: 10, kernelTCP: 1 }, blockIO: { weight: 10 } }, 2),
+    [
+      "memory.kernelTCP",
+      "memory.swappiness (no cgroup v2 file)",
+      "blockIO (io.* files on cgroup v2)",
+    ],
+  );
+  assert.deepEqual(unappliedResources({ memory: { swappiness: 10 } }, 1), []);
 });
