@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npm run --silent lab:build
+node dist/lab/runtime-tools.js build
 npm run --silent lint
 npm test
