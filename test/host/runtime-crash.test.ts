@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { HELPER, makeLab, runtimeArgv, skipReason, type Lab } from "./runtime-support.js";
+import { HELPER, makeLab, runtimeCommand, skipReason, type Lab } from "./runtime-support.js";
 
 const reason = skipReason();
 if (reason !== undefined) console.log(`runtime-crash: ${reason}`);
@@ -127,22 +127,14 @@ interface Crash {
 async function createAndKillAt(lab: Lab, probe: Probe, step: Step): Promise<Crash> {
   const out = openSync(join(lab.dir, `${probe.id}.out`), "w");
   const child = spawn(
-    runtimeArgv()[0] as string,
-    [
-      ...runtimeArgv().slice(1),
-      "--root",
-      lab.root,
-      "--log",
-      lab.log,
-      "--log-format",
-      "json",
+    ...runtimeCommand(lab.root, lab.log, [
       "create",
       "--bundle",
       lab.bundle,
       "--pid-file",
       probe.pidFile,
       probe.id,
-    ],
+    ]),
     { stdio: ["ignore", out, out], env: { ...process.env, SANDKUBE_INIT: HELPER } },
   );
   closeSync(out);

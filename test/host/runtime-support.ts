@@ -231,15 +231,11 @@ export function makeLab(): Lab {
       const err = join(dir, `err.${n}`);
       const fds = [openSync(out, "w"), openSync(err, "w")];
       const inFd = stdin === undefined ? "ignore" : openSync(writeStdin(dir, n, stdin), "r");
-      const r = spawnSync(
-        runtimeArgv()[0] as string,
-        [...runtimeArgv().slice(1), "--root", root, "--log", log, "--log-format", "json", ...args],
-        {
-          stdio: [inFd, fds[0] as number, fds[1] as number],
-          timeout: 30_000,
-          env: { ...process.env, SANDKUBE_INIT: HELPER },
-        },
-      );
+      const r = spawnSync(...runtimeCommand(root, log, args), {
+        stdio: [inFd, fds[0] as number, fds[1] as number],
+        timeout: 30_000,
+        env: { ...process.env, SANDKUBE_INIT: HELPER },
+      });
       fds.forEach((fd) => closeSync(fd));
       if (typeof inFd === "number") closeSync(inFd);
       return {
@@ -265,6 +261,19 @@ function writeStdin(dir: string, n: number, text: string): string {
   return p;
 }
 
+/** The runtime's command line as containerd's shim builds it: global flags, then the command. */
+export function runtimeCommand(
+  root: string,
+  log: string,
+  args: readonly string[],
+): [file: string, args: string[]] {
+  const [file, ...prefix] = runtimeArgv();
+  return [
+    file as string,
+    [...prefix, "--root", root, "--log", log, "--log-format", "json", ...args],
+  ];
+}
+
 /** Runs the runtime with the given fds as its stdout/stderr, as the shim's pipes would be. */
 export function runWithStdio(
   lab: Lab,
@@ -273,24 +282,11 @@ export function runWithStdio(
   stderr: string,
 ): number {
   const fds = [openSync(stdout, "a"), openSync(stderr, "a")];
-  const r = spawnSync(
-    runtimeArgv()[0] as string,
-    [
-      ...runtimeArgv().slice(1),
-      "--root",
-      lab.root,
-      "--log",
-      lab.log,
-      "--log-format",
-      "json",
-      ...args,
-    ],
-    {
-      stdio: ["ignore", fds[0] as number, fds[1] as number],
-      timeout: 30_000,
-      env: { ...process.env, SANDKUBE_INIT: HELPER },
-    },
-  );
+  const r = spawnSync(...runtimeCommand(lab.root, lab.log, args), {
+    stdio: ["ignore", fds[0] as number, fds[1] as number],
+    timeout: 30_000,
+    env: { ...process.env, SANDKUBE_INIT: HELPER },
+  });
   fds.forEach((fd) => closeSync(fd));
   return r.status ?? 128;
 }
