@@ -18,30 +18,7 @@ mount_cgroups_v1
 
 CONFIG_ARGS=""
 if [ "$MODE" != default ]; then
-  mkdir -p /etc/containerd /etc/cni/net.d
-  cat > /etc/containerd/config.toml <<TOML
-version = 3
-[plugins.'io.containerd.cri.v1.images']
-  snapshotter = 'native'
-[plugins.'io.containerd.cri.v1.runtime']
-  enable_unprivileged_ports = false
-  enable_unprivileged_icmp = false
-  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-    NoNewKeyring = true
-    SystemdCgroup = false
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['$CNI_DIR']
-    conf_dir = '/etc/cni/net.d'
-TOML
-  [ "$MODE" = research ] && cat >> /etc/containerd/config.toml <<TOML
-# Not in the research's configuration: the transfer service (which `ctr images import` uses since
-# containerd 2.0) unpacks only for the snapshotters in unpack_config, whose default lists overlayfs
-# alone (plugins/transfer/plugin_defaults_linux.go), so a native import fails with
-# "no unpack platforms defined".
-[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
-  platform = 'linux/amd64'
-  snapshotter = 'native'
-TOML
+  if [ "$MODE" = research ]; then write_research_containerd_config with-native-unpack; else write_research_containerd_config; fi
   cp /etc/containerd/config.toml "$OUT/containerd-config.toml"
   CONFIG_ARGS="--config /etc/containerd/config.toml"
 fi

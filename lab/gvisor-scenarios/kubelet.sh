@@ -48,24 +48,7 @@ fi
 mkdir -p /etc/containerd /etc/cni/net.d /etc/kubernetes/manifests /var/lib/kubelet
 CONFIG_ARGS=""
 if [ "$MODE" != default ]; then
-  cat > /etc/containerd/config.toml <<TOML
-version = 3
-[plugins.'io.containerd.cri.v1.images']
-  snapshotter = 'native'
-[plugins.'io.containerd.cri.v1.runtime']
-  enable_unprivileged_ports = false
-  enable_unprivileged_icmp = false
-  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-    NoNewKeyring = true
-    SystemdCgroup = false
-    BinaryName = '$BIN/runc'
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['$CNI_DIR']
-    conf_dir = '/etc/cni/net.d'
-[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
-  platform = 'linux/amd64'
-  snapshotter = 'native'
-TOML
+  write_research_containerd_config with-native-unpack
   CONFIG_ARGS="--config /etc/containerd/config.toml"
 fi
 if [ "$MODE" = provisioned ]; then

@@ -78,3 +78,33 @@ mount_cgroups_v1() {
   done
   note cgroup.controllers "$(ls /sys/fs/cgroup | tr '\n' ' ')"
 }
+
+# The research series' containerd configuration, written to /etc/containerd/config.toml. With
+# `with-native-unpack`, also the one line the research lacked: the transfer service (which `ctr
+# images import` uses since containerd 2.0) unpacks only for the snapshotters in unpack_config,
+# whose default lists overlayfs alone (plugins/transfer/plugin_defaults_linux.go), so a native
+# import fails with "no unpack platforms defined".
+write_research_containerd_config() {
+  mkdir -p /etc/containerd /etc/cni/net.d
+  cat > /etc/containerd/config.toml <<TOML
+version = 3
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = 'native'
+[plugins.'io.containerd.cri.v1.runtime']
+  enable_unprivileged_ports = false
+  enable_unprivileged_icmp = false
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+    NoNewKeyring = true
+    SystemdCgroup = false
+    BinaryName = '$BIN/runc'
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ['$CNI_DIR']
+    conf_dir = '/etc/cni/net.d'
+TOML
+  [ "${1:-}" = with-native-unpack ] && cat >> /etc/containerd/config.toml <<TOML
+[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
+  platform = 'linux/amd64'
+  snapshotter = 'native'
+TOML
+  return 0
+}
