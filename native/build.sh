@@ -20,3 +20,4 @@ fi
 mkdir -p "$here/build"
 "$cc" -O2 -Wall -Wextra -Werror -static -o "$here/build/sandkube-init" "$here/sandkube-init.c" -lseccomp
 "$cc" -O2 -Wall -Wextra -Werror -o "$here/build/sandkube-console-receiver" "$here/console-receiver.c"
+"$cc" -O2 -Wall -Wextra -Werror -o "$here/build/sandkube-subreaper" "$here/subreaper.c"

@@ -60,6 +60,14 @@ struct sandkube_mount_attr {
 #endif
 
 static int report_fd = -1;
+/* Set when the container's root is only a chroot (no mount namespace, no pivot_root, no MS_MOVE:
+ * gVisor before Aug 2023). A process holding CAP_SYS_CHROOT can leave a chroot (chroot into a
+ * subdirectory, then walk up), so the capability is withheld from every process of the container. */
+static int root_is_chroot;
+/* The connection a handover came in on; see "kernels without setns(2)" below. */
+static int handover_conn = -1;
+static void send_own_pid(int sock);
+#define CAP_SYS_CHROOT_BIT 18
 static int console_fd = -1;
 static int listen_fd = -1;
 static char resolved_exec[4096];
@@ -183,6 +191,9 @@ static void mkdir_p(const char *path, mode_t mode) {
 }
 
 static void touch(const char *path) {
+  struct stat existing;
+  /* Opening an existing mount point for writing fails on a read-only root (EROFS). */
+  if (lstat(path, &existing) == 0) return;
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
@@ -220,6 +231,78 @@ static unsigned long current_mount_flags(const char *path) {
 
 static int bind_remount(const char *path, unsigned long flags) {
   return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | flags | current_mount_flags(path), NULL);
+}
+
+/* ---- read-only mounts without MS_REMOUNT ----
+ * gVisor before Aug 2023 answers every MS_REMOUNT with EINVAL and ignores flags on MS_BIND
+ * (pkg/sentry/syscalls/linux/sys_mount.go), so no bind can be made read-only there. A new mount's
+ * flags are honoured, and an overlay with lower layers only is read-only by construction. Seen in
+ * the lab on runsc old: an overlay "lowerdir=X:X" mounted over X refuses writes with EROFS and shows
+ * later changes to X; a bind of a file out of such an overlay is read-only too (binds copy the
+ * source mount's flags, vfs.cloneMount). Two lower layers because gVisor wants two without an upper. */
+static const unsigned long VIEW_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+static int overlay_view(const char *dir, const char *target, unsigned long flags) {
+  char data[8200];
+  if (strpbrk(dir, ":,")) {
+    errno = EINVAL;
+    return -1;
+  }
+  snprintf(data, sizeof data, "lowerdir=%s:%s", dir, dir);
+  return mount("overlay", target, "overlay", MS_RDONLY | (flags & VIEW_FLAGS), data);
+}
+
+/* Makes `target` (already bound from `source`) read-only where remount is refused. A file is bound
+ * again from a read-only view of its source's directory, mounted at `scratch`, a directory outside
+ * the container's root that disappears from this mount namespace with the old root. */
+static void readonly_by_overlay(const char *source, const char *target, unsigned long flags, const char *scratch) {
+  struct stat st;
+  if (stat(target, &st) < 0) die("stat %s", target);
+  if (S_ISDIR(st.st_mode)) {
+    if (overlay_view(target, target, flags) < 0) die("mount a read-only overlay view over %s (this kernel cannot remount)", target);
+    return;
+  }
+  if (!source || !*source || !scratch || !*scratch) {
+    errno = EINVAL;
+    die("make file %s read-only: this kernel cannot remount, and no source is known to bind from", target);
+  }
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", source);
+  char *slash = strrchr(dir, '/');
+  if (!slash) die("bind source %s is not an absolute path", source);
+  const char *base = slash + 1;
+  *slash = '\0';
+  mkdir_p(scratch, 0700);
+  if (overlay_view(*dir ? dir : "/", scratch, flags) < 0) die("mount a read-only overlay view of %s at %s", dir, scratch);
+  char from[4200];
+  snprintf(from, sizeof from, "%s/%s", scratch, base);
+  if (mount(from, target, NULL, MS_BIND, NULL) < 0) die("bind %s read-only onto %s", from, target);
+}
+
+/* Remount with `flags`; where the kernel refuses remounts, read-only is kept through an overlay view
+ * and the other flags are reported as not applied (a bind cannot carry them there). */
+static void remount_or_view(const char *source, const char *target, unsigned long flags, const char *scratch) {
+  if (bind_remount(target, flags) == 0) return;
+  if (errno != EINVAL) die("remount %s with flags 0x%lx", target, flags);
+  if (flags & MS_RDONLY) {
+    readonly_by_overlay(source, target, flags, scratch);
+    warnf("remount of %s refused (EINVAL: this kernel cannot remount); made read-only through an overlay view", target);
+    return;
+  }
+  if (flags & VIEW_FLAGS)
+    warnf("remount of %s with flags 0x%lx refused (EINVAL: this kernel cannot remount); nosuid/nodev/noexec not applied", target, flags & VIEW_FLAGS);
+}
+
+/* Whether the root will need an overlay view to be read-only: checked with a remount that changes
+ * nothing, right after the root is bound onto itself and before anything is mounted inside it. */
+static int root_readonly_by_overlay;
+
+static void readonly_root_early(const char *rootfs) {
+  if (bind_remount(rootfs, 0) == 0) return;
+  if (errno != EINVAL) die("remount %s", rootfs);
+  if (overlay_view(rootfs, rootfs, 0) < 0) die("mount a read-only overlay view over the root %s (this kernel cannot remount)", rootfs);
+  root_readonly_by_overlay = 1;
+  warnf("remount refused (EINVAL: this kernel cannot remount); the root is a read-only overlay view of %s", rootfs);
 }
 
 static int last_cap(void) {
@@ -265,7 +348,7 @@ static void send_fd(int sock, int fd, const char *name) {
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  if (sendmsg(sock, &msg, 0) < 0) die("send pty master over the console socket");
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) die("send %s over a unix socket", name);
 }
 
 static void make_pty(uid_t uid, gid_t gid) {
@@ -316,7 +399,8 @@ static void do_move_root(const char *rootfs) {
   if (mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0) {
     if (errno != EINVAL) die("move rootfs to /");
     /* gVisor before 2023 has no MS_MOVE either: a plain chroot is what is left. */
-    warnf("MS_MOVE refused (EINVAL); the container root is a plain chroot");
+    warnf("MS_MOVE refused (EINVAL); the container root is a plain chroot, so CAP_SYS_CHROOT is withheld");
+    root_is_chroot = 1;
   }
   if (chroot(".") < 0) die("chroot");
   if (chdir("/") < 0) die("chdir /");
@@ -371,8 +455,10 @@ static void readonly_path(const char *path) {
     if (errno == ENOENT) return;
     die("bind readonly path %s", path);
   }
-  if (bind_remount(path, MS_RDONLY) < 0)
+  if (bind_remount(path, MS_RDONLY) == 0) return;
+  if (errno != EINVAL)
     die("remount %s read-only (refused, so the container is not created rather than left writable)", path);
+  readonly_by_overlay(NULL, path, 0, NULL);
 }
 
 static void recursive_readonly(const char *path) {
@@ -490,6 +576,304 @@ static void wait_for_start(void) {
   }
 }
 
+/* ---- kernels without setns(2) ----
+ * gVisor before Aug 2023 has no setns at all (linux64.go: setns -> EOPNOTSUPP, "Needs filesystem
+ * support", gvisor.dev/issue/140) and no /proc/<pid>/ns/{mnt,ipc,uts}. A process cannot be moved
+ * into a namespace there; it can only be born into one. So a process that stays in a container's
+ * namespaces forks what must run there:
+ *  - the keeper: forked after the pod-level namespaces (ipc, uts, net) are made and before the
+ *    mount and pid namespaces; it stays in the host's mount namespace, and forks the helper of every
+ *    container that joins this one's namespaces (an app container joining its pod's sandbox);
+ *  - the exec agent: forked into the container's pid namespace right after its init, it enters the
+ *    container's root once the init has set it up, and forks every `exec` process.
+ * The runtime hands its work to either over a unix socket ("handover": fds by SCM_RIGHTS, then the
+ * rest of the instruction list), so the forked child goes on exactly as the helper would have. The
+ * agent is not the init's parent, and its children's intermediate parent exits at once: gVisor
+ * reparents orphans to the nearest subreaper up the tree (task_exit.go findReparentTargetLocked), the
+ * shim, which then reaps the exec'd process as it reaps a runc exec. */
+static int agent_listen_fd = -1;
+static int agent_pair[2] = {-1, -1};
+static int handed_over;
+
+#define HANDOVER_MAGIC 0x736b686fU
+#define HANDOVER_MAX_FDS 250
+struct handover_header {
+  uint32_t magic, nfds, preserve, has_console;
+  uint64_t stream_len;
+};
+
+/* A unix socket bound (or connected) at dir/name: a relative name keeps long state directories
+ * under sun_path's 108 bytes. */
+static int unix_socket_in(const char *dir, const char *name, int do_listen) {
+  int cwd = open(".", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (chdir(dir) < 0) die("chdir %s", dir);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(name) >= sizeof sa.sun_path) die("socket name too long: %s", name);
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", name);
+  if (fd < 0) die("socket");
+  if (do_listen) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 16) < 0) die("listen on %s/%s", dir, name);
+  } else if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    die("connect to %s/%s (the container's keeper or exec agent is gone)", dir, name);
+  }
+  if (cwd >= 0) {
+    if (fchdir(cwd) < 0) die("chdir back");
+    close(cwd);
+  }
+  return fd;
+}
+
+static void write_all(int fd, const char *buf, size_t len, const char *what) {
+  while (len > 0) {
+    ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) die("send %s", what);
+    buf += w;
+    len -= (size_t)w;
+  }
+}
+
+/* Sends the report fd, stdio, preserved fds and the console connection, then the rest of the
+ * instruction list, to the process listening at `path`; this helper's part ends here. */
+static void hand_over(const char *path, int preserve) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash || slash == dir) die("handover socket %s is not an absolute path in a directory", path);
+  *slash = '\0';
+  int sock = unix_socket_in(dir, slash + 1, 0);
+  int one = 1;
+  if (setsockopt(sock, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0) die("SO_PASSCRED");
+  int fds[HANDOVER_MAX_FDS];
+  uint32_t n = 0;
+  if (preserve < 0 || preserve > HANDOVER_MAX_FDS - 6) die("too many preserved fds (%d)", preserve);
+  fds[n++] = report_fd;
+  for (int i = 0; i < 3 + preserve; i++) fds[n++] = i;
+  if (console_fd >= 0) fds[n++] = console_fd;
+  struct handover_header h = {
+      .magic = HANDOVER_MAGIC, .nfds = n, .preserve = (uint32_t)preserve, .has_console = console_fd >= 0, .stream_len = stream_len - cursor};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * HANDOVER_MAX_FDS)];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct iovec iov = {.iov_base = &h, .iov_len = sizeof h};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+  memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) die("hand over to %s", path);
+  write_all(sock, stream + cursor, stream_len - cursor, "instructions");
+  /* A process forked on the other side names itself with SCM_CREDENTIALS, which the kernel
+   * translates into our pid namespace; the connection closes when the other side is done. */
+  for (;;) {
+    char byte;
+    union {
+      char buf[CMSG_SPACE(sizeof(struct ucred))];
+      struct cmsghdr align;
+    } cu;
+    struct iovec biov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr m = {.msg_iov = &biov, .msg_iovlen = 1, .msg_control = cu.buf, .msg_controllen = sizeof cu.buf};
+    ssize_t r = recvmsg(sock, &m, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+      if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_CREDENTIALS) continue;
+      struct ucred cred;
+      memcpy(&cred, CMSG_DATA(h), sizeof cred);
+      dprintf(report_fd, "pid %d\n", (int)cred.pid);
+    }
+  }
+  close(sock);
+  _exit(0);
+}
+
+static void send_own_pid(int sock) {
+  struct ucred cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
+  char byte = 'p';
+  union {
+    char buf[CMSG_SPACE(sizeof(struct ucred))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_CREDENTIALS;
+  c->cmsg_len = CMSG_LEN(sizeof cred);
+  memcpy(CMSG_DATA(c), &cred, sizeof cred);
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) die("send the process's pid to the runtime");
+}
+
+static void read_all(int fd, char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t r = read(fd, buf, len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) _exit(1);
+    buf += r;
+    len -= (size_t)r;
+  }
+}
+
+/* The other end of hand_over: installs the fds where the helper had them and takes the list. */
+static void receive_handover(int conn) {
+  struct handover_header h;
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * HANDOVER_MAX_FDS)];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {.iov_base = &h, .iov_len = sizeof h};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t r;
+  do r = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
+  while (r < 0 && errno == EINTR);
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (r != (ssize_t)sizeof h || h.magic != HANDOVER_MAGIC || !c || c->cmsg_type != SCM_RIGHTS) _exit(1);
+  uint32_t n = (uint32_t)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+  if (n != h.nfds || n < 4 || n != 4 + h.preserve + (h.has_console ? 1 : 0)) _exit(1);
+  int got[HANDOVER_MAX_FDS];
+  memcpy(got, CMSG_DATA(c), sizeof(int) * n);
+  stream_len = (size_t)h.stream_len;
+  stream = malloc(stream_len + 1);
+  if (!stream) _exit(1);
+  read_all(conn, stream, stream_len);
+  cursor = 0;
+  handover_conn = conn;
+  /* Lift everything above the numbers it goes to, then place stdio and the preserved fds. */
+  int high[HANDOVER_MAX_FDS];
+  for (uint32_t i = 0; i < n; i++) {
+    high[i] = fcntl(got[i], F_DUPFD_CLOEXEC, 300);
+    if (high[i] < 0) _exit(1);
+    close(got[i]);
+  }
+  report_fd = high[0];
+  for (uint32_t i = 0; i < 3 + h.preserve; i++) {
+    if (dup2(high[1 + i], (int)i) < 0) die("place handed-over fd %u", i);
+    close(high[1 + i]);
+  }
+  console_fd = h.has_console ? high[n - 1] : -1;
+  handed_over = 1;
+}
+
+/* Accepts handovers for ever; returns only in a forked child that has received one. */
+static void serve_handovers(int lfd) {
+  /* The children are the helpers of other containers or of exec'd processes, and leave at once. */
+  signal(SIGCHLD, SIG_IGN);
+  for (;;) {
+    int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (conn < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      _exit(1);
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+      signal(SIGCHLD, SIG_DFL);
+      close(lfd);
+      receive_handover(conn);
+      return;
+    }
+    close(conn);
+  }
+}
+
+/* What the keeper and the agent must not hold: the report pipe (the runtime waits for its EOF),
+ * the container's stdio (the shim waits for their EOF) and the console. */
+static void detach_from_runtime(int devnull) {
+  for (int i = 0; i < 3; i++) dup2(devnull, i);
+  close(devnull);
+  if (report_fd >= 0) close(report_fd);
+  report_fd = -1;
+  if (console_fd >= 0) close(console_fd);
+  console_fd = -1;
+  if (listen_fd >= 0) close(listen_fd);
+  listen_fd = -1;
+  if (handover_conn >= 0) close(handover_conn);
+  handover_conn = -1;
+}
+
+static void start_keeper(int lfd) {
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull < 0) die("open /dev/null");
+  pid_t pid = fork();
+  if (pid < 0) die("fork the namespace keeper");
+  if (pid > 0) {
+    close(lfd);
+    close(devnull);
+    dprintf(report_fd, "keeper %d\n", pid);
+    return;
+  }
+  detach_from_runtime(devnull);
+  serve_handovers(lfd);
+}
+
+/* Forks the container's init (the first process of its pid namespace), then its exec agent. */
+static void fork_init_and_agent(void) {
+  if (agent_listen_fd < 0) die("fork_with_agent before agent_listen");
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull < 0) die("open /dev/null");
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent_pair) < 0) die("socketpair");
+  pid_t init = fork();
+  if (init < 0) die("fork");
+  if (handover_conn >= 0) {
+    /* Forked at the runtime's pid level (the keeper's), so the pids reported below are right. */
+    close(handover_conn);
+    handover_conn = -1;
+  }
+  if (init == 0) {
+    close(devnull);
+    close(agent_pair[1]);
+    close(agent_listen_fd);
+    agent_listen_fd = -1;
+    return;
+  }
+  dprintf(report_fd, "pid %d\n", init);
+  pid_t agent = fork();
+  if (agent < 0) die("fork the exec agent");
+  if (agent > 0) {
+    dprintf(report_fd, "agent %d\n", agent);
+    _exit(0);
+  }
+  close(agent_pair[0]);
+  detach_from_runtime(devnull);
+  /* The init sends its root once it is set up; EOF means it died first. */
+  char name[16];
+  struct iovec iov = {.iov_base = name, .iov_len = sizeof name};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t r;
+  do r = recvmsg(agent_pair[1], &msg, MSG_CMSG_CLOEXEC);
+  while (r < 0 && errno == EINTR);
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (r <= 0 || !c || c->cmsg_type != SCM_RIGHTS) _exit(0);
+  int root;
+  memcpy(&root, CMSG_DATA(c), sizeof root);
+  close(agent_pair[1]);
+  if (fchdir(root) < 0 || chroot(".") < 0 || chdir("/") < 0) _exit(1);
+  root_is_chroot = r >= 6 && !memcmp(name, "chroot", 6);
+  close(root);
+  /* The agent is visible in the container's pid namespace: not dumpable, so that the container
+   * cannot ptrace it or open its /proc/<pid>/fd without CAP_SYS_PTRACE. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  serve_handovers(agent_listen_fd);
+}
+
+static void send_root_to_agent(void) {
+  if (agent_pair[0] < 0) return;
+  int root = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (root < 0) die("open the container's root for the exec agent");
+  send_fd(agent_pair[0], root, root_is_chroot ? "chroot" : "root");
+  close(root);
+  close(agent_pair[0]);
+  agent_pair[0] = -1;
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     dprintf(2, "usage: sandkube-init INSTRUCTION_FILE REPORT_FD (run by sandkube-runtime)\n");
@@ -538,15 +922,25 @@ int main(int argc, char **argv) {
       int wait_child = (int)next_num();
       pid_t pid = fork();
       if (pid < 0) die("fork");
+      if (pid == 0 && handover_conn >= 0) {
+        send_own_pid(handover_conn);
+        close(handover_conn);
+        handover_conn = -1;
+      }
       if (pid > 0) {
-        dprintf(report_fd, "pid %d\n", pid);
+        /* After a handover our pid namespace may be the container's: the child names itself to
+         * the runtime's side instead (send_own_pid). */
+        if (handover_conn >= 0) close(handover_conn);
+        else dprintf(report_fd, "pid %d\n", pid);
         if (!wait_child) _exit(0);
-        close(report_fd);
+        /* After a handover the runtime is not our parent and learns the status from the report. */
+        if (!handed_over) close(report_fd);
         int status;
         while (waitpid(pid, &status, 0) < 0)
           if (errno != EINTR) _exit(1);
-        if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));
-        _exit(WEXITSTATUS(status));
+        int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+        if (handed_over) dprintf(report_fd, "exit %d\n", code);
+        _exit(code);
       }
       /* A child of an exiting runtime must die with the container's pid 1, never linger. */
     } else if (!strcmp(op, "mount")) {
@@ -586,11 +980,25 @@ int main(int argc, char **argv) {
     } else if (!strcmp(op, "remount")) {
       const char *dst = next_str();
       unsigned long flags = (unsigned long)next_unum();
-      if (bind_remount(dst, flags) < 0) die("remount %s with flags 0x%lx", dst, flags);
+      remount_or_view(NULL, dst, flags, NULL);
+    } else if (!strcmp(op, "remount_bind")) {
+      const char *src = next_str(), *dst = next_str();
+      unsigned long flags = (unsigned long)next_unum();
+      remount_or_view(src, dst, flags, next_str());
+    } else if (!strcmp(op, "readonly_root_early")) {
+      readonly_root_early(next_str());
     } else if (!strcmp(op, "propagation")) {
       const char *dst = next_str();
       unsigned long flags = (unsigned long)next_unum();
-      if (mount(NULL, dst, NULL, flags, NULL) < 0) die("set propagation 0x%lx on %s", flags, dst);
+      int rc = mount(NULL, dst, NULL, flags, NULL);
+      /* gVisor before Aug 2023 rejects MS_REC (EINVAL) and MS_SLAVE; its mounts never propagate
+       * outside the sandbox, so private or slave asked for is what the mount already is. */
+      if (rc < 0 && errno == EINVAL && (flags & MS_REC)) rc = mount(NULL, dst, NULL, flags & ~MS_REC, NULL);
+      if (rc < 0 && errno == EINVAL && (flags & (MS_PRIVATE | MS_SLAVE))) {
+        warnf("propagation 0x%lx on %s refused (EINVAL); left as it is (this kernel does not propagate mounts)", flags, dst);
+        continue;
+      }
+      if (rc < 0) die("set propagation 0x%lx on %s", flags, dst);
     } else if (!strcmp(op, "root_propagation")) {
       unsigned long flags = (unsigned long)next_unum();
       if (mount(NULL, "/", NULL, flags, NULL) == 0) continue;
@@ -635,6 +1043,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(op, "readonly")) {
       readonly_path(next_str());
     } else if (!strcmp(op, "remount_root_ro")) {
+      if (root_readonly_by_overlay) continue;
       if (bind_remount("/", MS_RDONLY) < 0)
         die("remount / read-only (refused, so the container is not created rather than left writable)");
     } else if (!strcmp(op, "sysctl")) {
@@ -684,6 +1093,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(op, "bounding")) {
       uint64_t keep = next_unum();
       int last = last_cap();
+      if (root_is_chroot) keep &= ~(1ULL << CAP_SYS_CHROOT_BIT);
       for (int c = 0; c <= last; c++)
         if (!((keep >> c) & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) die("drop capability %d from the bounding set", c);
     } else if (!strcmp(op, "user")) {
@@ -701,6 +1111,10 @@ int main(int argc, char **argv) {
       prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
     } else if (!strcmp(op, "caps")) {
       uint64_t eff = next_unum(), perm = next_unum(), inh = next_unum(), amb = next_unum();
+      if (root_is_chroot) {
+        const uint64_t chroot_bit = 1ULL << CAP_SYS_CHROOT_BIT;
+        eff &= ~chroot_bit, perm &= ~chroot_bit, inh &= ~chroot_bit, amb &= ~chroot_bit;
+      }
       set_caps(eff, perm, inh, amb);
     } else if (!strcmp(op, "no_new_privs")) {
       if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("set no_new_privs");
@@ -728,19 +1142,26 @@ int main(int argc, char **argv) {
       const char *name = next_str();
       resolve_exec(name, next_str());
     } else if (!strcmp(op, "listen")) {
-      const char *dir = next_str(), *name = next_str();
-      int cwd = open(".", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-      /* A relative name keeps long state directories under sun_path's 108 bytes. */
-      if (chdir(dir) < 0) die("chdir state dir %s", dir);
-      listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      struct sockaddr_un sa = {.sun_family = AF_UNIX};
-      snprintf(sa.sun_path, sizeof sa.sun_path, "%s", name);
-      if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(listen_fd, 4) < 0)
-        die("listen on %s/%s", dir, name);
-      if (cwd >= 0) {
-        if (fchdir(cwd) < 0) die("chdir back");
-        close(cwd);
-      }
+      const char *dir = next_str();
+      listen_fd = unix_socket_in(dir, next_str(), 1);
+    } else if (!strcmp(op, "handover")) {
+      const char *path = next_str();
+      hand_over(path, (int)next_num());
+    } else if (!strcmp(op, "keeper")) {
+      const char *dir = next_str();
+      start_keeper(unix_socket_in(dir, next_str(), 1));
+    } else if (!strcmp(op, "agent_listen")) {
+      const char *dir = next_str();
+      agent_listen_fd = unix_socket_in(dir, next_str(), 1);
+    } else if (!strcmp(op, "fork_with_agent")) {
+      fork_init_and_agent();
+    } else if (!strcmp(op, "agent_root")) {
+      send_root_to_agent();
+    } else if (!strcmp(op, "umount")) {
+      const char *path = next_str();
+      if (umount2(path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) warnf("unmount %s: %s", path, strerror(errno));
+    } else if (!strcmp(op, "exit")) {
+      _exit(0);
     } else if (!strcmp(op, "ready")) {
       dprintf(report_fd, "ready\n");
       close(report_fd);

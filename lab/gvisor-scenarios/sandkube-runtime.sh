@@ -147,6 +147,9 @@ pod_flow() {
   cri logs "$CID"; note "$k:logs" "$(cri_said)"
   cri exec "$CID" sh -c 'echo exec-out; echo exec-uid=$(id -u); exit 3'; rc=$?
   note "$k:exec" "status=$rc $(cri_said)"
+  # What the exec'd process may do: its bounding set, and whether /proc/sys (a readonlyPath) is writable.
+  cri exec "$CID" sh -c 'grep ^CapBnd /proc/self/status; echo x 2>/dev/null >/proc/sys/kernel/hostname && echo procsys=writable || echo procsys=read-only'
+  note "$k:exec-security" "$(cri_said)"
   # crictl exec -it refuses a stdin that is not a terminal ("input is not a terminal"), so
   # util-linux script(1) gives it a pty; the container's process gets a pty of its own from the shim.
   timeout 60 "$CRICTL" exec -it "$CID" sh -c 'tty; echo it-out' </dev/null >"$SCRATCH/cri.out" 2>"$SCRATCH/cri.err"; rc=$?

@@ -231,6 +231,46 @@ const cgroupNamespace: Rule = (facts) => {
   };
 };
 
+// CRI starts a pod's app containers in the pause container's ipc, uts and net namespaces, named by
+// path (/proc/<sandboxPid>/ns/*), and exec joins all of a container's namespaces the same way.
+const JOINED_NAMESPACES: readonly NamespaceType[] = ["mnt", "pid", "net", "uts", "ipc"];
+
+const namespacesWithoutSetns: Rule = (facts) => {
+  const unjoinable = JOINED_NAMESPACES.flatMap((type) => {
+    const ns = namespace(facts, type);
+    return ns?.create.result === "yes" && failed(ns.joinByPath)
+      ? [{ type, code: describe(ns.joinByPath) }]
+      : [];
+  });
+  if (unjoinable.length === 0) return null;
+  return {
+    id: "no-setns",
+    title: "Fork into a container's namespaces instead of joining them",
+    because: unjoinable.map((n) => `setns(${n.type}) by path fails: ${n.code}`).join("; "),
+    facts: unjoinable.map((n) => `namespaces[${n.type}].joinByPath`),
+    meaning:
+      "runc cannot start a pod's app containers (they join the sandbox's namespaces) or exec into any container.",
+    action:
+      "sandkube-runtime forks each exec'd process from an agent inside the container, and each app container from a keeper of the pod sandbox's namespaces; pods that share a pid namespace, or have a network namespace of their own, cannot run.",
+  };
+};
+
+const sharedMountTable: Rule = (facts) => {
+  const mnt = namespace(facts, "mnt");
+  if (mnt === undefined || mnt.inProc || mnt.create.result !== "yes") return null;
+  return {
+    id: "no-mount-namespace",
+    title: "Root each container in a chroot and take its mounts down at delete",
+    because:
+      "unshare(CLONE_NEWNS) succeeds, but /proc/self/ns/mnt does not exist: nothing shows a mount namespace of its own (gVisor before Aug 2023 ignores CLONE_NEWNS)",
+    facts: ["namespaces[mnt].inProc", "namespaces[mnt].create"],
+    meaning:
+      "Every container's mounts land in one mount table and outlive it, and pivot_root cannot give a container a root of its own.",
+    action:
+      "sandkube-runtime roots each container in a chroot and withholds CAP_SYS_CHROOT from it, and unmounts the container's mounts at delete.",
+  };
+};
+
 const keyring: Rule = (facts) => {
   if (!failed(facts.keyrings.joinSessionKeyring)) return null;
   return {
@@ -482,6 +522,8 @@ export const RULES: readonly Rule[] = [
   unprivilegedPorts,
   capLastCap,
   cgroupNamespace,
+  namespacesWithoutSetns,
+  sharedMountTable,
   keyring,
   propagation,
   iptablesLegacy,

@@ -17,11 +17,6 @@ export interface Verdict {
 // Every container needs its own mount and pid namespace; sandkube-runtime has no way around them.
 const REQUIRED_NAMESPACES: readonly NamespaceType[] = ["mnt", "pid"];
 
-// CRI starts a pod's app containers in the pause container's net, ipc and uts namespaces, joined
-// by path (/proc/<sandboxPid>/ns/*), and exec joins all of a container's namespaces the same way.
-// Nothing in sandkube replaces setns today, so a sandbox without it cannot run pods.
-const JOINED_NAMESPACES: readonly NamespaceType[] = ["mnt", "pid", "net", "uts", "ipc"];
-
 /** Pure: can Kubernetes run here once sandkube's adaptations are on? */
 export function judge(facts: Facts): Verdict {
   const blockers: Blocker[] = [];
@@ -42,17 +37,16 @@ export function judge(facts: Facts): Verdict {
       });
     }
   }
-  const unjoinable = JOINED_NAMESPACES.flatMap((type) => {
-    const ns = facts.namespaces.find((n) => n.type === type);
-    return ns?.create.result === "yes" && ns.joinByPath.result === "no"
-      ? [{ type, code: ns.joinByPath.code }]
-      : [];
-  });
-  if (unjoinable.length > 0) {
+  // containerd unpacks an image by mounting its first layer as a recursive bind (both the
+  // overlayfs and native snapshotters hand it out as `rbind`: docs/gvisor-blockers.md B5). A kernel
+  // that refuses MS_REC refuses `unshare --propagation private` (MS_PRIVATE|MS_REC) the same way,
+  // and sandkube has no image unpacker of its own (yet).
+  const { makePrivateInNewNamespace } = facts.mountPropagation;
+  if (makePrivateInNewNamespace.result === "no" && makePrivateInNewNamespace.code === "EINVAL") {
     blockers.push({
-      id: "no-setns",
-      because: `${unjoinable.map((n) => `setns(${n.type}) by path fails: ${n.code}`).join("; ")}; pod containers and exec join namespaces by path`,
-      facts: unjoinable.map((n) => `namespaces[${n.type}].joinByPath`),
+      id: "no-recursive-bind",
+      because: `making / recursively private fails with EINVAL (${makePrivateInNewNamespace.detail}): this kernel refuses MS_REC, and containerd mounts every image's first layer as a recursive bind to unpack it`,
+      facts: ["mountPropagation.makePrivateInNewNamespace"],
     });
   }
   const { cgroups } = facts;

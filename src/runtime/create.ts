@@ -11,13 +11,27 @@ import { flagBool, flagString } from "./args.js";
 import type { RuntimeContext } from "./context.js";
 import { RuntimeError } from "./errors.js";
 import { encodeInstructions, ins, type Instruction } from "./instructions.js";
+import {
+  AGENT_SOCKET,
+  kernelJoinsNamespaces,
+  planAgentNamespaces,
+  type JoinTarget,
+} from "./agent-mode.js";
 import { planNamespaces } from "./namespaces.js";
+import { releaseSharedMounts } from "./release-mounts.js";
+import { kernelIsolatesMounts, mountDepth } from "./rootfs/shared-mounts.js";
 import { planProcess } from "./process/plan.js";
 import { planRootfs } from "./rootfs/plan.js";
 import { resolveInRootfs } from "./rootfs/resolve.js";
 import { namespaceOf, parseSpec, type OciSpec } from "./spec.js";
-import { processStartTime, START_SOCKET, writeAtomic, type ContainerState } from "./state-store.js";
-import type { Syscalls } from "./syscalls.js";
+import {
+  processStartTime,
+  START_SOCKET,
+  writeAtomic,
+  type ContainerState,
+  type HelperProcess,
+} from "./state-store.js";
+import type { HelperReport, Syscalls } from "./syscalls.js";
 
 export interface CreateOptions {
   readonly id: string;
@@ -41,6 +55,11 @@ export interface CreateInputs {
   readonly cgroups: readonly CgroupEntry[];
   readonly options: CreateOptions;
   readonly capLastCapPresent: boolean;
+  /**
+   * Set where the kernel has no setns(2): containers get an exec agent, and joined namespaces are
+   * found through the container that owns them (agent-mode.ts).
+   */
+  readonly withoutSetns?: { readonly findByInitPid: (pid: number) => JoinTarget | undefined };
 }
 
 /**
@@ -53,18 +72,30 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
   if (process === undefined) throw new RuntimeError("config.json: process is missing");
   const warnings: string[] = [];
   const ns = planNamespaces(spec.linux?.namespaces ?? []);
+  const agent =
+    input.withoutSetns === undefined
+      ? undefined
+      : planAgentNamespaces(
+          spec.linux?.namespaces ?? [],
+          input.stateDir,
+          options.preserveFds,
+          input.withoutSetns.findByInitPid,
+        );
   const newUts =
     namespaceOf(spec, "uts") !== undefined && namespaceOf(spec, "uts")?.path === undefined;
   if ((spec.hostname || spec.domainname) && !newUts)
     throw new RuntimeError(
       "config.json sets a hostname but has no new uts namespace: it would rename the host",
     );
+  const cwd = resolveInRootfs(sys, input.rootfs, process.cwd, "process.cwd");
   const rootfs = planRootfs(sys, spec, {
     rootfs: input.rootfs,
     bundle: input.bundle,
     cgroups: input.cgroups,
     newCgroupNamespace: ns.unshareCgroup.length > 0,
     noPivot: options.noPivot,
+    cwd,
+    scratchDir: `${input.stateDir}/views`,
   });
   const proc = planProcess(process, {
     ...(options.consoleSocket === undefined ? {} : { consoleSocket: options.consoleSocket }),
@@ -87,20 +118,36 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
       "/proc/sys/kernel/cap_last_cap is absent; the last capability is probed with PR_CAPBSET_READ instead",
     );
 
-  const cwd = resolveInRootfs(sys, input.rootfs, process.cwd, "process.cwd");
+  const cgroupJoins = input.cgroups.map((c) => ins.cgroupJoin(`${c.dir}/cgroup.procs`));
+  const namespacesAndFork: Instruction[] =
+    agent === undefined
+      ? [
+          ...cgroupJoins,
+          ...ns.join,
+          ...ns.unshare,
+          ...ns.unshareCgroup,
+          ins.listen(input.stateDir, START_SOCKET),
+          ins.fork(false),
+        ]
+      : [
+          ...agent.handover,
+          ...cgroupJoins,
+          ...agent.podLevel,
+          ...agent.own,
+          ...agent.unshareCgroup,
+          ins.listen(input.stateDir, START_SOCKET),
+          ins.agentListen(input.stateDir, AGENT_SOCKET),
+          ins.forkWithAgent(),
+        ];
   const list: Instruction[] = [
     ...proc.early,
-    ...input.cgroups.map((c) => ins.cgroupJoin(`${c.dir}/cgroup.procs`)),
-    ...ns.join,
-    ...ns.unshare,
-    ...ns.unshareCgroup,
-    ins.listen(input.stateDir, START_SOCKET),
-    ins.fork(false),
+    ...namespacesAndFork,
     ...(spec.hostname ? [ins.hostname(spec.hostname)] : []),
     ...(spec.domainname ? [ins.domainname(spec.domainname)] : []),
     ...rootfs.beforePivot.slice(0, -1),
     ins.mkdir(cwd),
     ...rootfs.beforePivot.slice(-1),
+    ...(agent === undefined ? [] : [ins.agentRoot()]),
     ...rootfs.afterPivot,
     ...proc.credentials,
     ins.ready(),
@@ -192,6 +239,12 @@ export async function create(ctx: RuntimeContext, options: CreateOptions): Promi
     controllers: h.controllers,
   }));
   const capLastCapPresent = sys.kindOf("/proc/sys/kernel/cap_last_cap") !== undefined;
+  const sharedMounts = kernelIsolatesMounts((path) => sys.kindOf(path) !== undefined)
+    ? undefined
+    : { rootfsDepth: mountDepth(sys.readFile("/proc/self/mountinfo"), rootfs) };
+  const withoutSetns = kernelJoinsNamespaces(sys)
+    ? {}
+    : { withoutSetns: { findByInitPid: (pid: number) => findByInitPid(ctx, pid) } };
   // Planning first: a bad spec fails before any state, cgroup or process exists.
   planCreate(sys, {
     spec,
@@ -201,11 +254,13 @@ export async function create(ctx: RuntimeContext, options: CreateOptions): Promi
     cgroups: plannedCgroups,
     options,
     capLastCapPresent,
+    ...withoutSetns,
   });
 
   store.createDir(options.id);
   let cgroups: readonly CgroupEntry[] = [];
   let pid: number | undefined;
+  let helpers: HelperProcess[] = [];
   try {
     // Recorded before they exist, so that a create killed from here on leaves no unknown cgroup.
     store.recordPendingCgroups(options.id, dirs);
@@ -222,6 +277,7 @@ export async function create(ctx: RuntimeContext, options: CreateOptions): Promi
       cgroups,
       options,
       capLastCapPresent,
+      ...withoutSetns,
     });
     plan.warnings.forEach((w) => log.warn(w));
     const instructionFile = `${stateDir}/init.instructions`;
@@ -232,6 +288,7 @@ export async function create(ctx: RuntimeContext, options: CreateOptions): Promi
       preserveFds: options.preserveFds,
     });
     pid = report.pid;
+    helpers = helperProcesses(sys, report);
     report.warnings.forEach((w) => log.warn(w));
     sys.unlink(instructionFile);
     if (report.error !== undefined || !report.ready || pid === undefined)
@@ -255,11 +312,18 @@ export async function create(ctx: RuntimeContext, options: CreateOptions): Promi
       cgroups,
       ownPidNamespace:
         namespaceOf(spec, "pid") !== undefined && namespaceOf(spec, "pid")?.path === undefined,
+      ...(helpers.length === 0 ? {} : { helpers }),
+      ...(sharedMounts === undefined ? {} : { sharedMounts }),
     };
+    if (withoutSetns.withoutSetns !== undefined && !helpers.some((h) => h.role === "agent"))
+      throw new RuntimeError("the container's exec agent did not start (kernel without setns)");
     store.save(state);
     if (options.pidFile !== undefined) writePidFile(sys, options.pidFile, pid);
   } catch (e) {
     if (pid !== undefined) sys.kill(pid, 9);
+    helpers.forEach((h) => sys.kill(h.pid, 9));
+    if (sharedMounts !== undefined)
+      await releaseSharedMounts(ctx, rootfs, stateDir, sharedMounts.rootfsDepth);
     await removeCgroups(
       sys,
       cgroups.map((c) => c.dir),
@@ -267,4 +331,33 @@ export async function create(ctx: RuntimeContext, options: CreateOptions): Promi
     store.remove(options.id);
     throw e;
   }
+}
+
+function helperProcesses(sys: Syscalls, report: HelperReport): HelperProcess[] {
+  const out: HelperProcess[] = [];
+  for (const [role, pid] of [
+    ["keeper", report.keeperPid],
+    ["agent", report.agentPid],
+  ] as const) {
+    if (pid === undefined) continue;
+    const proc = processStartTime(sys, pid);
+    if (proc !== undefined) out.push({ role, pid, startTime: proc.startTime });
+  }
+  return out;
+}
+
+/** The container of this runtime whose init is `pid`, for joining its namespaces without setns. */
+function findByInitPid(ctx: RuntimeContext, pid: number): JoinTarget | undefined {
+  for (const id of ctx.store.ids()) {
+    if (!ctx.store.hasState(id)) continue;
+    const state = ctx.store.load(id);
+    if (state.pid !== pid) continue;
+    if (processStartTime(ctx.sys, pid)?.startTime !== state.startTime) return undefined;
+    return {
+      id,
+      dir: ctx.store.dir(id),
+      hasKeeper: (state.helpers ?? []).some((h) => h.role === "keeper"),
+    };
+  }
+  return undefined;
 }

@@ -3,6 +3,8 @@ import { containerPids, loadContainer, waitInitGone } from "./container.js";
 import type { RuntimeContext } from "./context.js";
 import { RuntimeError } from "./errors.js";
 import { deleteHalfCreated } from "./half-created.js";
+import { releaseSharedMounts } from "./release-mounts.js";
+import { processStartTime, type ContainerState } from "./state-store.js";
 
 export async function deleteContainer(
   ctx: RuntimeContext,
@@ -30,6 +32,9 @@ export async function deleteContainer(
       if (!(await waitInitGone(ctx, c.state)))
         throw new RuntimeError(`container ${id}: init ${c.state.pid} did not die after SIGKILL`);
     }
+    await killHelpers(ctx, c.state);
+    if (c.state.sharedMounts !== undefined)
+      await releaseSharedMounts(ctx, c.state.rootfs, c.dir, c.state.sharedMounts.rootfsDepth);
     const left = await removeCgroups(
       ctx.sys,
       c.state.cgroups.map((g) => g.dir),
@@ -37,4 +42,20 @@ export async function deleteContainer(
     left.forEach((l) => ctx.log.warn(`cgroup not removed: ${l}`));
     ctx.store.remove(id);
   });
+}
+
+/** The keeper and exec agent (kernels without setns) outlive the init; they go with the container. */
+async function killHelpers(ctx: RuntimeContext, state: ContainerState): Promise<void> {
+  const mine = (state.helpers ?? []).filter(
+    (h) => processStartTime(ctx.sys, h.pid)?.startTime === h.startTime,
+  );
+  mine.forEach((h) => ctx.sys.kill(h.pid, 9));
+  for (let waited = 0; waited < 2000; waited += 5) {
+    const alive = mine.filter((h) => {
+      const proc = processStartTime(ctx.sys, h.pid);
+      return proc?.startTime === h.startTime && proc.state !== "Z" && proc.state !== "X";
+    });
+    if (alive.length === 0) return;
+    await ctx.sys.sleep(5);
+  }
 }

@@ -4,6 +4,7 @@ import type { RuntimeContext } from "./context.js";
 import { writePidFile } from "./create.js";
 import { RuntimeError } from "./errors.js";
 import { encodeInstructions, ins, type Instruction } from "./instructions.js";
+import { AGENT_SOCKET } from "./agent-mode.js";
 import { planJoinContainer } from "./namespaces.js";
 import { planProcess } from "./process/plan.js";
 import { parseProcess, parseSpec, type OciProcess, type OciSpec } from "./spec.js";
@@ -57,6 +58,7 @@ export function execProcess(sys: Syscalls, spec: OciSpec, options: ExecOptions):
 
 export function planExec(
   state: ContainerState,
+  stateDir: string,
   spec: OciSpec,
   process: OciProcess,
   options: ExecOptions,
@@ -67,11 +69,17 @@ export function planExec(
     isInit: false,
     ...(spec.linux?.seccomp === undefined ? {} : { seccomp: spec.linux.seccomp }),
   });
+  // Without setns the container's exec agent forks the process; it is in the cgroups already.
+  const enter = (state.helpers ?? []).some((h) => h.role === "agent")
+    ? [ins.handover(`${stateDir}/${AGENT_SOCKET}`, options.preserveFds)]
+    : [
+        ...state.cgroups.map((c) => ins.cgroupJoin(`${c.dir}/cgroup.procs`)),
+        ...planJoinContainer(state.pid, spec.linux?.namespaces ?? []),
+      ];
   return {
     instructions: [
       ...proc.early,
-      ...state.cgroups.map((c) => ins.cgroupJoin(`${c.dir}/cgroup.procs`)),
-      ...planJoinContainer(state.pid, spec.linux?.namespaces ?? []),
+      ...enter,
       ins.fork(!options.detach),
       ...proc.credentials,
       ...proc.beforeExec,
@@ -88,7 +96,7 @@ export async function exec(ctx: RuntimeContext, id: string, options: ExecOptions
   if (c.status !== "running") throw new RuntimeError(`cannot exec in a ${c.status} container`);
   const spec = parseSpec(sys.readFile(`${c.state.bundle}/config.json`));
   const process = execProcess(sys, spec, options);
-  const plan = planExec(c.state, spec, process, options);
+  const plan = planExec(c.state, c.dir, spec, process, options);
   plan.warnings.forEach((w) => ctx.log.warn(w));
   const instructionFile = `${c.dir}/exec-${sys.pid()}.instructions`;
   sys.writeFile(instructionFile, encodeInstructions(plan.instructions), 0o600);
@@ -105,7 +113,7 @@ export async function exec(ctx: RuntimeContext, id: string, options: ExecOptions
           `exec failed before the process started (helper exit status ${report.exitCode})`,
       );
     if (options.pidFile !== undefined) writePidFile(sys, options.pidFile, report.pid);
-    return options.detach ? 0 : report.exitCode;
+    return options.detach ? 0 : (report.exitStatus ?? report.exitCode);
   } finally {
     sys.unlink(instructionFile);
   }

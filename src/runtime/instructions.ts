@@ -33,7 +33,21 @@ export const ins = {
     data: string,
     optional: boolean,
   ): Instruction => ["mount", source, target, fstype, flags, data, optional ? 1 : 0],
+  /** Where the kernel cannot remount, read-only is kept through an overlay view (directories). */
   remount: (target: string, flags: number): Instruction => ["remount", target, flags],
+  /**
+   * A bind's flags. Where the kernel cannot remount, a read-only file is bound again from a
+   * read-only overlay view of its source's directory, mounted at `scratch` (outside the new root).
+   */
+  remountBind: (source: string, target: string, flags: number, scratch: string): Instruction => [
+    "remount_bind",
+    source,
+    target,
+    flags,
+    scratch,
+  ],
+  /** Makes the bound root a read-only overlay view now if the kernel cannot remount it later. */
+  readonlyRootEarly: (rootfs: string): Instruction => ["readonly_root_early", rootfs],
   propagation: (target: string, flags: number): Instruction => ["propagation", target, flags],
   /** Propagation of "/" in the new mount namespace; falls back to rprivate where slave is refused. */
   rootPropagation: (flags: number): Instruction => ["root_propagation", flags],
@@ -104,6 +118,23 @@ export const ins = {
   chdir: (dir: string): Instruction => ["chdir", dir],
   resolveExec: (name: string, pathVar: string): Instruction => ["resolve_exec", name, pathVar],
   listen: (dir: string, name: string): Instruction => ["listen", dir, name],
+  /**
+   * Kernels without setns (src/runtime/agent-mode.ts): sends the report fd, stdio, preserved fds
+   * and console to the keeper or exec agent listening at `socket`, with the rest of the list.
+   */
+  handover: (socket: string, preserveFds: number): Instruction => ["handover", socket, preserveFds],
+  /** Forks the keeper of the pod-level namespaces made so far, listening at dir/name. */
+  keeper: (dir: string, name: string): Instruction => ["keeper", dir, name],
+  /** Binds the exec agent's socket at dir/name, before the pid namespace's first fork. */
+  agentListen: (dir: string, name: string): Instruction => ["agent_listen", dir, name],
+  /** Forks the init (the parent reports its pid) and then the exec agent, and exits. */
+  forkWithAgent: (): Instruction => ["fork_with_agent"],
+  /** In the init, once its root is set up: gives the exec agent that root. */
+  agentRoot: (): Instruction => ["agent_root"],
+  /** umount2(MNT_DETACH); a path that is not (or no longer) a mount point is not an error. */
+  umount: (target: string): Instruction => ["umount", target],
+  /** Ends a list that execs nothing (e.g. unmounting at delete). */
+  exit: (): Instruction => ["exit"],
   ready: (): Instruction => ["ready"],
   park: (): Instruction => ["park"],
   /** Execs the resolved program; fds from `firstClosedFd` up are closed on exec. */

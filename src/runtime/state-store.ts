@@ -17,6 +17,19 @@ export interface ContainerState {
   readonly cgroups: readonly CgroupEntry[];
   /** Whether the container has its own pid namespace: then killing init kills everything. */
   readonly ownPidNamespace: boolean;
+  /** Kernels without setns (agent-mode.ts): the keeper and exec agent, killed at delete. */
+  readonly helpers?: readonly HelperProcess[];
+  /**
+   * Kernels without mount namespaces (rootfs/shared-mounts.ts): the container's mounts are in the
+   * sandbox's mount table; delete unmounts them down to the `rootfsDepth` mounts the rootfs had.
+   */
+  readonly sharedMounts?: { readonly rootfsDepth: number };
+}
+
+export interface HelperProcess {
+  readonly role: "keeper" | "agent";
+  readonly pid: number;
+  readonly startTime: string;
 }
 
 export const START_SOCKET = "start.sock";
@@ -155,6 +168,12 @@ export class StateStore {
       throw e;
     }
     return JSON.parse(text) as ContainerState;
+  }
+
+  /** The ids of every container under this root. */
+  ids(): string[] {
+    if (this.sys.kindOf(this.root) !== "directory") return [];
+    return this.sys.readdir(this.root).filter((e) => this.sys.kindOf(this.dir(e)) === "directory");
   }
 
   remove(id: string): void {

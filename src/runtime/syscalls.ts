@@ -12,6 +12,11 @@ export interface HelperReport {
   readonly ready: boolean;
   /** The helper's own exit status (it exits right after forking unless told to wait). */
   readonly exitCode: number;
+  /** Kernels without setns: the keeper of the pod-level namespaces, and the exec agent. */
+  readonly keeperPid?: number;
+  readonly agentPid?: number;
+  /** The waited-for process's status, when a handed-over helper reports it (it is not our child). */
+  readonly exitStatus?: number;
 }
 
 export interface HelperLaunch {
@@ -64,6 +69,9 @@ export function parseHelperReport(text: string, exitCode: number): HelperReport 
   let pid: number | undefined;
   let error: string | undefined;
   let ready = false;
+  let keeperPid: number | undefined;
+  let agentPid: number | undefined;
+  let exitStatus: number | undefined;
   const warnings: string[] = [];
   for (const line of text.split("\n")) {
     const space = line.indexOf(" ");
@@ -73,6 +81,9 @@ export function parseHelperReport(text: string, exitCode: number): HelperReport 
     else if (kind === "warn") warnings.push(rest);
     else if (kind === "error") error = rest;
     else if (kind === "ready") ready = true;
+    else if (kind === "keeper") keeperPid = Number(rest);
+    else if (kind === "agent") agentPid = Number(rest);
+    else if (kind === "exit") exitStatus = Number(rest);
   }
   return {
     ...(pid === undefined ? {} : { pid }),
@@ -80,6 +91,9 @@ export function parseHelperReport(text: string, exitCode: number): HelperReport 
     ...(error === undefined ? {} : { error }),
     ready,
     exitCode,
+    ...(keeperPid === undefined ? {} : { keeperPid }),
+    ...(agentPid === undefined ? {} : { agentPid }),
+    ...(exitStatus === undefined ? {} : { exitStatus }),
   };
 }
 

@@ -14,6 +14,8 @@ interface DoctorJson {
     readonly sysctls: readonly { readonly name: string; readonly exists: boolean }[];
     readonly devKmsg: unknown;
   };
+  readonly adaptations: readonly { readonly id: string }[];
+  readonly verdict: { readonly blockers: readonly { readonly id: string }[] };
 }
 
 const doctorJs = join(repoRootOfScript(), "dist", "src", "cli", "main.js");
@@ -65,9 +67,20 @@ for (const runsc of ["new", "old"] as const) {
   test(`doctor inside ${runscName(runsc)} names gVisor and the /proc/sys entries it lacks`, async (t) => {
     if (!(await requireLab(t, [runscName(runsc)])) || !(await doctorBuilt(t))) return;
     const result = await inGvisor(runsc, ["node", doctorJs, "doctor", "--json"]);
-    // New runsc can run pods with the adaptations; the 2023 one lacks setns by path, a blocker.
+    // New runsc can run pods with the adaptations; the 2023 one refuses MS_REC, so containerd
+    // cannot unpack an image there (its missing setns and mount namespaces are adaptations).
     assert.equal(result.exitCode, runsc === "new" ? 0 : 1, `doctor exit: ${result.stderr}`);
     const report = JSON.parse(result.stdout) as DoctorJson;
+    assert.deepEqual(
+      report.verdict.blockers.map((b) => b.id),
+      runsc === "new" ? [] : ["no-recursive-bind"],
+    );
+    if (runsc === "old")
+      for (const id of ["no-setns", "no-mount-namespace"])
+        assert.ok(
+          report.adaptations.some((a) => a.id === id),
+          `${id} adaptation`,
+        );
     assert.equal(report.schema, "sandkube.doctor/v1");
     assert.equal(report.facts.kernel.release, expectations[runsc].release);
     assert.equal(report.facts.kernel.gvisor.verdict, true);

@@ -24,6 +24,7 @@ import { fileURLToPath } from "node:url";
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const HELPER = join(REPO, "native/build/sandkube-init");
 export const CONSOLE_RECEIVER = join(REPO, "native/build/sandkube-console-receiver");
+export const SUBREAPER = join(REPO, "native/build/sandkube-subreaper");
 const BUSYBOX_CANDIDATES = ["/bin/busybox", "/usr/bin/busybox"];
 
 /** The runtime under test: $SANDKUBE_RUNTIME (e.g. dist/bin/sandkube-runtime), else Bun on the source. */

@@ -191,17 +191,40 @@ test("no-cgroup-namespace: unshare(CLONE_NEWCGROUP) fails", async () => {
   );
 });
 
-test("no-setns blocks: pod containers join the sandbox's namespaces by path", async () => {
+test("no-setns: sandkube-runtime forks into namespaces it cannot join, so it no longer blocks", async () => {
   const facts = await hostFacts();
   const net = facts.namespaces.find((n) => n.type === "net");
   assert.ok(net);
   net.joinByPath = { result: "no", code: "EOPNOTSUPP", detail: "" };
+  assert.deepEqual(judge(facts).blockers, []);
+  const rule = only(facts, "no-setns");
+  assert.equal(rule.because, "setns(net) by path fails: EOPNOTSUPP");
+  assert.deepEqual(rule.facts, ["namespaces[net].joinByPath"]);
+  assert.match(rule.action, /agent inside the container/);
+});
+
+test("no-mount-namespace: unshare -m succeeds but nothing shows a mount namespace", async () => {
+  const facts = await hostFacts();
+  const mnt = facts.namespaces.find((n) => n.type === "mnt");
+  assert.ok(mnt);
+  assert.equal(planAdaptations(facts).filter((a) => a.id === "no-mount-namespace").length, 0);
+  mnt.inProc = false;
+  assert.match(only(facts, "no-mount-namespace").action, /withholds CAP_SYS_CHROOT/);
+});
+
+test("no-recursive-bind blocks: containerd cannot unpack images without MS_REC", async () => {
+  const facts = await hostFacts();
+  facts.mountPropagation.makePrivateInNewNamespace = {
+    result: "no",
+    code: "EINVAL",
+    detail: "unshare: cannot change root filesystem propagation: Invalid argument",
+  };
   const verdict = judge(facts);
   assert.equal(verdict.canRun, false);
-  const blocker = verdict.blockers.find((b) => b.id === "no-setns");
-  assert.ok(blocker);
-  assert.match(blocker.because, /^setns\(net\) by path fails: EOPNOTSUPP;/);
-  assert.deepEqual(blocker.facts, ["namespaces[net].joinByPath"]);
+  assert.deepEqual(
+    verdict.blockers.map((b) => b.id),
+    ["no-recursive-bind"],
+  );
 });
 
 test("no-new-keyring: joining a session keyring fails", async () => {

@@ -133,7 +133,10 @@ test("planCreate binds read-only with a separate remount and creates the default
   assert.ok(
     instructions.some(
       (i) =>
-        i[0] === "remount" && i[1] === "/b/rootfs/data" && ((i[2] as number) & MS.RDONLY) !== 0,
+        i[0] === "remount_bind" &&
+        i[1] === "/srv/data" &&
+        i[2] === "/b/rootfs/data" &&
+        ((i[3] as number) & MS.RDONLY) !== 0,
     ),
   );
   for (const d of ["null", "zero", "full", "random", "urandom", "tty"])
@@ -285,10 +288,50 @@ test("an rro bind is bound, remounted read-only, then made read-only down its su
     "",
     0,
   ]);
-  assert.deepEqual(instructions[at("remount")], ["remount", "/b/rootfs/data", MS.RDONLY | MS.REC]);
+  assert.deepEqual(instructions[at("remount_bind")]?.slice(0, 4), [
+    "remount_bind",
+    "/srv/data",
+    "/b/rootfs/data",
+    MS.RDONLY | MS.REC,
+  ]);
   assert.deepEqual(instructions[at("recursive_readonly")], [
     "recursive_readonly",
     "/b/rootfs/data",
   ]);
-  assert.ok(at("remount") < at("recursive_readonly"));
+  assert.ok(at("remount_bind") < at("recursive_readonly"));
+});
+
+test("a read-only root creates its own mount points first, then asks for an early read-only view", () => {
+  const sys = machine();
+  sys.files.set("/etc/hosts-src", "");
+  const s = spec({
+    mounts: [
+      { destination: "/proc", type: "proc", source: "proc" },
+      { destination: "/dev", type: "tmpfs", source: "tmpfs" },
+      { destination: "/dev/shm", type: "tmpfs", source: "shm" },
+      { destination: "/etc/hosts", type: "bind", source: "/etc/hosts-src", options: ["rbind"] },
+    ],
+  });
+  const { instructions } = planCreate(sys, inputs(s));
+  const early = instructions.findIndex((i) => i[0] === "readonly_root_early");
+  const selfBind = instructions.findIndex((i) => i[0] === "mount" && i[2] === "/b/rootfs");
+  assert.deepEqual(instructions[early], ["readonly_root_early", "/b/rootfs"]);
+  assert.equal(early, selfBind + 5, "mount points of /proc, /dev, /etc/hosts and the cwd");
+  assert.deepEqual(instructions.slice(selfBind + 1, early), [
+    ["mkdir", "/b/rootfs/proc", 0o755],
+    ["mkdir", "/b/rootfs/dev", 0o755],
+    ["touch", "/b/rootfs/etc/hosts"],
+    ["mkdir", "/b/rootfs/work", 0o755],
+  ]);
+  // Nothing but the root's own bind is mounted before the view, and the late remount still follows.
+  assert.ok(!instructions.slice(0, early).some((i) => i[0] === "mount" && i[2] !== "/b/rootfs"));
+  assert.ok(instructions.findIndex((i) => i[0] === "remount_root_ro") > early);
+});
+
+test("a writable root gets no early read-only view", () => {
+  const s = spec({ root: { path: "rootfs" } });
+  const { instructions } = planCreate(machine(), inputs(s));
+  assert.ok(
+    !instructions.some((i) => i[0] === "readonly_root_early" || i[0] === "remount_root_ro"),
+  );
 });

@@ -157,12 +157,18 @@ test("without no_new_privs the filter is loaded before capabilities drop (it nee
 test("exec'd processes get the container's profile", () => {
   const s = spec(true);
   const state = { pid: 42, cgroups: [] } as unknown as ContainerState;
-  const { instructions } = planExec(state, s, s.process as NonNullable<OciSpec["process"]>, {
-    args: [],
-    detach: false,
-    tty: false,
-    preserveFds: 0,
-  });
+  const { instructions } = planExec(
+    state,
+    "/run/x/c1",
+    s,
+    s.process as NonNullable<OciSpec["process"]>,
+    {
+      args: [],
+      detach: false,
+      tty: false,
+      preserveFds: 0,
+    },
+  );
   assert.deepEqual(ops(instructions).slice(-2), ["seccomp_load", "exec"]);
   assert.ok(ops(instructions).includes("seccomp_init"));
 });

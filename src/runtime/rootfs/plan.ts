@@ -12,6 +12,10 @@ export interface RootfsContext {
   readonly cgroups: readonly CgroupEntry[];
   readonly newCgroupNamespace: boolean;
   readonly noPivot: boolean;
+  /** The process's cwd inside the rootfs (resolved). */
+  readonly cwd: string;
+  /** A directory outside the rootfs for read-only views of bind sources (see remountBind). */
+  readonly scratchDir: string;
 }
 
 export interface RootfsPlan {
@@ -61,6 +65,11 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
   before.push(ins.rootPropagation(rootPropagation ?? MS.SLAVE | MS.REC));
   // pivot_root needs the new root to be a mount point.
   before.push(ins.mount(ctx.rootfs, ctx.rootfs, "", MS.BIND | MS.REC, "", false));
+  if (spec.root.readonly === true) {
+    // A kernel that cannot remount gets its read-only root now, as an overlay view, so every mount
+    // point in the root itself has to exist before (mount points inside other mounts come later).
+    before.push(...mountPointsInRoot(sys, spec, ctx), ins.readonlyRootEarly(ctx.rootfs));
+  }
 
   let devMounted = false;
   for (const [index, m] of (spec.mounts ?? []).entries()) {
@@ -86,7 +95,15 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
       before.push(kind === "directory" ? ins.mkdir(target) : ins.touch(target));
       before.push(ins.mount(source, target, "", MS.BIND | (opts.flags & MS.REC), "", false));
       const extra = opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT);
-      if (extra !== 0) before.push(ins.remount(target, extra | (opts.flags & MS.REC)));
+      if (extra !== 0)
+        before.push(
+          ins.remountBind(
+            source,
+            target,
+            extra | (opts.flags & MS.REC),
+            `${ctx.scratchDir}/${String(index)}`,
+          ),
+        );
     } else {
       before.push(ins.mkdir(target));
       // mqueue needs an IPC namespace the sandbox may not give; losing it does not weaken isolation.
@@ -139,6 +156,31 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
   for (const p of spec.linux?.maskedPaths ?? []) after.push(ins.mask(p));
   if (spec.root.readonly === true) after.push(ins.remountRootReadonly());
   return { beforePivot: before, afterPivot: after, warnings };
+}
+
+function isUnder(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
+}
+
+/** mkdir/touch of every mount target not inside an earlier mount's target, and of the cwd. */
+function mountPointsInRoot(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Instruction[] {
+  const out: Instruction[] = [];
+  const mounted: string[] = [];
+  for (const [index, m] of (spec.mounts ?? []).entries()) {
+    const target = resolveInRootfs(sys, ctx.rootfs, m.destination, `mounts[${index}].destination`);
+    if (!mounted.some((dir) => isUnder(target, dir))) {
+      const isBind =
+        m.type === "bind" || (m.options ?? []).some((o) => o === "bind" || o === "rbind");
+      const source = (m.source ?? "").startsWith("/")
+        ? (m.source as string)
+        : `${ctx.bundle}/${m.source ?? ""}`;
+      const file = isBind && sys.kindOf(source, true) !== "directory";
+      out.push(file ? ins.touch(target) : ins.mkdir(target));
+    }
+    mounted.push(target);
+  }
+  if (!mounted.some((dir) => isUnder(ctx.cwd, dir))) out.push(ins.mkdir(ctx.cwd));
+  return out;
 }
 
 /**
