@@ -158,10 +158,13 @@ pod_flow() {
     timeout 60 script -qec "$CRICTL exec -it $CID sh -c 'tty; echo it-out; exit 4'" /dev/null </dev/null >"$SCRATCH/cri.out" 2>"$SCRATCH/cri.err"; rc=$?
     note "$k:exec-it" "status=$rc $(tr -d '\r' <"$SCRATCH/cri.out" | tr '\n' ' ')$(tr '\n' ' ' <"$SCRATCH/cri.err")"
   else note "$k:exec-it" "skipped: no script(1) to give crictl a terminal"; fi
+  # A process exec'd in the background must not outlive the container (rm).
+  cri exec "$CID" sh -c 'sleep 321 </dev/null >/dev/null 2>&1 &'
   if cri stop -t 2 "$CID"; then
     cri inspect "$CID"; note "$k:stop" "$(jq -c '{state: .status.state, exitCode: .status.exitCode}' "$SCRATCH/cri.out" 2>/dev/null)"
   else note "$k:stop" "failed: $(cri_said)"; fi
   if cri rm "$CID"; then note "$k:rm" ok; else note "$k:rm" "failed: $(cri_said)"; fi
+  note "$k:leftover" "$(ps -eo args | grep -c '^sleep 321$')"
   cleanup_pod
 }
 cleanup_pod() {

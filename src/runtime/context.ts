@@ -1,6 +1,4 @@
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { GlobalOptions } from "./args.js";
 import type { Logger } from "./log.js";
 import { StateStore } from "./state-store.js";
@@ -34,15 +32,20 @@ export function makeContext(
 export function findHelper(env: NodeJS.ProcessEnv = process.env): string {
   const fromEnv = env["SANDKUBE_INIT"];
   if (fromEnv) return fromEnv;
-  const candidates = [join(dirname(process.execPath), "sandkube-init")];
-  try {
-    const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [`${dirOf(process.execPath)}/sandkube-init`];
+  // A compiled binary's module URL is not a file URL; then only the binary's folder counts.
+  const url = new URL(import.meta.url);
+  if (url.protocol === "file:") {
+    const here = dirOf(decodeURIComponent(url.pathname));
     candidates.push(
-      join(here, "../../native/build/sandkube-init"),
-      join(here, "../../../native/build/sandkube-init"),
+      `${here}/../../native/build/sandkube-init`,
+      `${here}/../../../native/build/sandkube-init`,
     );
-  } catch {
-    // A compiled binary's module URL is not a file URL.
   }
   return candidates.find((c) => existsSync(c)) ?? (candidates[0] as string);
+}
+
+// node:path and node:url cost the runtime's every start more than these two lines (docs/runtime-engine.md).
+function dirOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
 }

@@ -33,6 +33,12 @@ export async function deleteContainer(
         throw new RuntimeError(`container ${id}: init ${c.state.pid} did not die after SIGKILL`);
     }
     await killHelpers(ctx, c.state);
+    if (c.status === "stopped" && c.state.helpers !== undefined) {
+      // gVisor before Aug 2023 does not empty a pid namespace when its init dies under a subreaper
+      // (task_exit.go findReparentTargetLocked walks past the dead init to the shim), so exec'd
+      // processes outlive the init there; they go now, as they would have with the init on Linux.
+      for (const pid of containerPids(ctx, c.state)) ctx.sys.kill(pid, 9);
+    }
     if (c.state.sharedMounts !== undefined)
       await releaseSharedMounts(ctx, c.state.rootfs, c.dir, c.state.sharedMounts.rootfsDepth);
     const left = await removeCgroups(

@@ -42,6 +42,7 @@ function assertHostPodRuns(obs: Observations, handler: string): void {
   const k = `${handler}:host`;
   for (const step of ["runp", "create", "start", "rm", "stopp", "rmp"])
     assert.equal(value(obs, `${k}:${step}`), "ok", `${k}:${step}`);
+  assert.equal(value(obs, `${k}:leftover`), "0", "an exec'd background process outlived rm");
   assert.equal(value(obs, `${k}:state`), "CONTAINER_RUNNING");
   // The command is pid 1 of its own pid namespace and sees only the sandbox's loopback.
   // runsc old lists lo's addresses in either order.
