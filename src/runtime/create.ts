@@ -18,6 +18,7 @@ import { resolveInRootfs } from "./rootfs/resolve.js";
 import { namespaceOf, parseSpec, type OciSpec } from "./spec.js";
 import { processStartTime, START_SOCKET, writeAtomic, type ContainerState } from "./state-store.js";
 import type { Syscalls } from "./syscalls.js";
+import { planUserNamespace } from "./userns.js";
 
 export interface CreateOptions {
   readonly id: string;
@@ -52,7 +53,8 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
   const process = spec.process;
   if (process === undefined) throw new RuntimeError("config.json: process is missing");
   const warnings: string[] = [];
-  const ns = planNamespaces(spec.linux?.namespaces ?? []);
+  const userns = planUserNamespace(sys, spec);
+  const ns = planNamespaces(spec.linux?.namespaces ?? [], userns);
   const newUts =
     namespaceOf(spec, "uts") !== undefined && namespaceOf(spec, "uts")?.path === undefined;
   if ((spec.hostname || spec.domainname) && !newUts)
@@ -65,6 +67,7 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
     cgroups: input.cgroups,
     newCgroupNamespace: ns.unshareCgroup.length > 0,
     noPivot: options.noPivot,
+    ...(userns === undefined ? {} : { userns }),
   });
   const proc = planProcess(process, {
     ...(options.consoleSocket === undefined ? {} : { consoleSocket: options.consoleSocket }),
@@ -91,10 +94,14 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
   const list: Instruction[] = [
     ...proc.early,
     ...input.cgroups.map((c) => ins.cgroupJoin(`${c.dir}/cgroup.procs`)),
+    // Host paths first (bind clones, the start socket in the state dir): once in a user namespace
+    // the helper is the container's mapped root and may not reach them.
+    ...rootfs.prepare,
+    ins.listen(input.stateDir, START_SOCKET),
     ...ns.join,
+    ...ns.newUser,
     ...ns.unshare,
     ...ns.unshareCgroup,
-    ins.listen(input.stateDir, START_SOCKET),
     ins.fork(false),
     ...(spec.hostname ? [ins.hostname(spec.hostname)] : []),
     ...(spec.domainname ? [ins.domainname(spec.domainname)] : []),

@@ -20,7 +20,43 @@ export const CLONE_FLAGS = {
 export const ins = {
   cgroupJoin: (procsFile: string): Instruction => ["cgroup_join", procsFile],
   consoleConnect: (socket: string): Instruction => ["console_connect", socket],
-  setns: (path: string, cloneFlag: number): Instruction => ["setns", path, cloneFlag],
+  /**
+   * Opens every path first, then joins in runc's order: what the host's root may join, the user
+   * namespace (becoming its root), then what only that root may join. Pairs are [flag, path].
+   */
+  joinNamespaces: (
+    entries: readonly (readonly [cloneFlag: number, path: string])[],
+  ): Instruction => ["join_namespaces", entries.flatMap(([flag, path]) => [String(flag), path])],
+  /**
+   * unshare(CLONE_NEWUSER) with these maps (kernel uid_map text), written by a child left in the
+   * parent namespace, since the process inside lacks CAP_SETUID there; then becomes root inside.
+   */
+  newUserNamespace: (uidMap: string, gidMap: string): Instruction => ["userns_new", uidMap, gidMap],
+  /**
+   * A detached clone of a bind source (open_tree), idmapped when maps or a namespace path are
+   * given: made before any namespace changes, because once inside a user namespace the host path
+   * may be out of reach and MOUNT_ATTR_IDMAP needs CAP_SYS_ADMIN over the source's filesystem.
+   */
+  mountPrepare: (
+    slot: number,
+    source: string,
+    recursive: boolean,
+    idmap:
+      | { readonly recursive: boolean; readonly uidMap: string; readonly gidMap: string }
+      | { readonly recursive: boolean; readonly usernsPath: string }
+      | undefined,
+  ): Instruction => [
+    "mount_prepare",
+    slot,
+    source,
+    recursive ? 1 : 0,
+    idmap?.recursive === true ? 1 : 0,
+    idmap !== undefined && "uidMap" in idmap ? idmap.uidMap : "",
+    idmap !== undefined && "gidMap" in idmap ? idmap.gidMap : "",
+    idmap !== undefined && "usernsPath" in idmap ? idmap.usernsPath : "",
+  ],
+  /** move_mount of a prepared clone onto its target in the container's mount namespace. */
+  mountAttach: (slot: number, target: string): Instruction => ["mount_attach", slot, target],
   /** An optional unshare that fails becomes a warning (e.g. a cgroup namespace in gVisor). */
   unshare: (flags: number, optional = false): Instruction => ["unshare", flags, optional ? 1 : 0],
   /** The helper forks; the parent reports the child's pid, then exits or (waitChild) waits for it. */

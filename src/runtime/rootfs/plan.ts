@@ -1,9 +1,10 @@
 import type { CgroupEntry } from "../cgroups.js";
 import { RuntimeError } from "../errors.js";
 import { ins, type Instruction } from "../instructions.js";
-import type { OciSpec } from "../spec.js";
+import type { OciMount, OciSpec } from "../spec.js";
 import type { Syscalls } from "../syscalls.js";
-import { MS, parseMountOptions, propagationFlags } from "./mount-options.js";
+import { mapText, parseIdMappings, type UserNamespacePlan } from "../userns.js";
+import { MS, parseMountOptions, propagationFlags, type MountOptions } from "./mount-options.js";
 import { resolveInRootfs } from "./resolve.js";
 
 export interface RootfsContext {
@@ -12,9 +13,16 @@ export interface RootfsContext {
   readonly cgroups: readonly CgroupEntry[];
   readonly newCgroupNamespace: boolean;
   readonly noPivot: boolean;
+  /** The container's user namespace, if it has one: bind sources are then cloned from outside it. */
+  readonly userns?: UserNamespacePlan;
 }
 
 export interface RootfsPlan {
+  /**
+   * Run by the helper before any namespace changes: detached clones of bind sources (idmapped ones,
+   * and every bind of a container with a user namespace), attached later by slot.
+   */
+  readonly prepare: readonly Instruction[];
   /** Run in the new mount namespace, before the root changes. */
   readonly beforePivot: readonly Instruction[];
   /** Run after pivot_root, with the container's paths. */
@@ -49,6 +57,7 @@ function dirName(p: string): string {
  * refused before anything is created.
  */
 export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): RootfsPlan {
+  const prepare: Instruction[] = [];
   const before: Instruction[] = [];
   const after: Instruction[] = [];
   const warnings: string[] = [];
@@ -84,10 +93,21 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
       if (kind === undefined)
         throw new RuntimeError(`mounts[${index}]: bind source ${source} does not exist`);
       before.push(kind === "directory" ? ins.mkdir(target) : ins.touch(target));
-      before.push(ins.mount(source, target, "", MS.BIND | (opts.flags & MS.REC), "", false));
+      const idmap = idmapOf(m, index, opts, ctx.userns);
+      // Inside a user namespace the init is the mapped root, without any right over host paths
+      // (a bundle under a 0700 directory, containerd's sandbox files), so the clone is made outside.
+      if (idmap !== undefined || ctx.userns !== undefined) {
+        const slot = prepare.length;
+        prepare.push(ins.mountPrepare(slot, source, (opts.flags & MS.REC) !== 0, idmap));
+        before.push(ins.mountAttach(slot, target));
+      } else before.push(ins.mount(source, target, "", MS.BIND | (opts.flags & MS.REC), "", false));
       const extra = opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT);
       if (extra !== 0) before.push(ins.remount(target, extra | (opts.flags & MS.REC)));
     } else {
+      if (m.uidMappings !== undefined || m.gidMappings !== undefined || opts.idmap !== undefined)
+        throw new RuntimeError(
+          `mounts[${index}] (${m.destination}): idmapped mounts must be bind mounts, not type "${type}"`,
+        );
       before.push(ins.mkdir(target));
       // mqueue needs an IPC namespace the sandbox may not give; losing it does not weaken isolation.
       const optional = type === "mqueue";
@@ -138,7 +158,41 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
   for (const p of spec.linux?.readonlyPaths ?? []) after.push(ins.readonly(p));
   for (const p of spec.linux?.maskedPaths ?? []) after.push(ins.mask(p));
   if (spec.root.readonly === true) after.push(ins.remountRootReadonly());
-  return { beforePivot: before, afterPivot: after, warnings };
+  return { prepare, beforePivot: before, afterPivot: after, warnings };
+}
+
+/**
+ * The idmapping of a bind mount, as runc reads it (libcontainer/specconv): the mount's own maps, or
+ * with "idmap"/"ridmap" alone the container's user namespace. "ridmap" maps submounts too.
+ */
+function idmapOf(
+  m: OciMount,
+  index: number,
+  opts: MountOptions,
+  userns: UserNamespacePlan | undefined,
+): Parameters<typeof ins.mountPrepare>[3] {
+  const hasMaps = m.uidMappings !== undefined || m.gidMappings !== undefined;
+  if (!hasMaps && opts.idmap === undefined) return undefined;
+  const recursive = opts.idmap === "ridmap";
+  if (hasMaps) {
+    if (m.uidMappings === undefined || m.gidMappings === undefined)
+      throw new RuntimeError(
+        `config.json: mounts[${index}] (${m.destination}) is idmapped but lacks ${m.uidMappings === undefined ? "uidMappings" : "gidMappings"}; give both`,
+      );
+    const uid = parseIdMappings(m.uidMappings, `mounts[${index}].uidMappings`);
+    const gid = parseIdMappings(m.gidMappings, `mounts[${index}].gidMappings`);
+    return { recursive, uidMap: mapText(uid), gidMap: mapText(gid) };
+  }
+  if (userns === undefined)
+    throw new RuntimeError(
+      `config.json: mounts[${index}] (${m.destination}) has option "${opts.idmap}" but neither uidMappings/gidMappings nor a user namespace to take them from`,
+    );
+  if (userns.kind === "join") return { recursive, usernsPath: userns.path };
+  return {
+    recursive,
+    uidMap: mapText(userns.uidMappings),
+    gidMap: mapText(userns.gidMappings),
+  };
 }
 
 /**
