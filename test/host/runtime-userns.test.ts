@@ -12,6 +12,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   statSync,
   writeFileSync,
 } from "node:fs";
@@ -20,6 +21,7 @@ import { after, before, describe, test } from "node:test";
 import { capabilityNames } from "../../src/runtime/process/capabilities.js";
 import {
   DEFAULT_CAPS,
+  logRecords,
   makeLab,
   readIfExists,
   runWithStdio,
@@ -130,6 +132,9 @@ describe("user namespaces and idmapped mounts (host kernel)", { skip: reason }, 
       "(echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo procsys=writable || echo procsys=readonly",
       "echo x > /dev/null && echo devnull=ok",
       'echo "hostname=$(hostname)"',
+      'echo "pids_max=$(cat /sys/fs/cgroup/pids/pids.max)"',
+      "touch /sys/fs/cgroup/pids/x 2>/dev/null && echo cgroupfs=writable || echo cgroupfs=readonly",
+      "echo mqueue=$(grep -c ' /dev/mqueue .* - mqueue ' /proc/self/mountinfo)",
       "echo ready",
       "sleep 60",
     ].join("; ");
@@ -137,7 +142,22 @@ describe("user namespaces and idmapped mounts (host kernel)", { skip: reason }, 
       args: ["sh", "-c", script],
       namespaces: USERNS,
       capabilities: DEFAULT_CAPS,
-      extraMounts: binds(),
+      cgroupsPath: `/sandkube-test/${id}-${process.pid}`,
+      extraMounts: [
+        ...binds(),
+        {
+          destination: "/sys/fs/cgroup",
+          type: "cgroup",
+          source: "cgroup",
+          options: ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        },
+        {
+          destination: "/dev/mqueue",
+          type: "mqueue",
+          source: "mqueue",
+          options: ["nosuid", "noexec", "nodev"],
+        },
+      ],
     });
     const out = join(lab.dir, `${id}.out`);
     const err = join(lab.dir, `${id}.err`);
@@ -177,6 +197,16 @@ describe("user namespaces and idmapped mounts (host kernel)", { skip: reason }, 
     assert.deepEqual(f.get("procsys"), ["readonly"]);
     assert.deepEqual(f.get("devnull"), ["ok"]);
     assert.deepEqual(f.get("hostname"), ["sandkube-test"]);
+    assert.deepEqual(f.get("pids_max"), ["100"], "the container's own v1 cgroup is bound in");
+    assert.deepEqual(f.get("cgroupfs"), ["readonly"]);
+    assert.deepEqual(f.get("mqueue"), ["1"], "the ipc namespace is owned by the user namespace");
+    assert.deepEqual(
+      logRecords(lab)
+        .filter((r) => r.level === "warning")
+        .map((r) => r.msg),
+      [],
+      "nothing degraded",
+    );
 
     // exec joins the user namespace too: ids are the ones seen inside.
     const ex = lab.run([
@@ -218,6 +248,79 @@ describe("user namespaces and idmapped mounts (host kernel)", { skip: reason }, 
       false,
       "no mount of the bundle left on the host",
     );
+  });
+
+  test("an app container joins the pod's user namespace by path, as containerd sends it", async () => {
+    const pod = "userns-pod";
+    const app = "userns-app";
+    writeConfig(lab, { args: ["sleep", "60"], namespaces: USERNS });
+    const podErr = join(lab.dir, `${pod}.err`);
+    assert.equal(
+      runWithStdio(lab, ["create", "--bundle", lab.bundle, pod], "/dev/null", podErr),
+      0,
+      readIfExists(podErr) + readIfExists(lab.log),
+    );
+    const podPid = stateOf(lab, pod)["pid"] as number;
+    assert.equal(lab.run(["start", pod]).status, 0);
+    const script = [
+      'echo "uid=$(id -u)"',
+      "echo \"uidmap=$(cat /proc/self/uid_map | tr -s ' ' , | sed 's/^,//')\"",
+      'echo "idmapped_owner=$(stat -c %u /idmapped/by-host-root)"',
+      "echo mqueue=$(grep -c ' /dev/mqueue .* - mqueue ' /proc/self/mountinfo)",
+      "echo ready",
+    ].join("; ");
+    writeConfig(
+      lab,
+      {
+        args: ["sh", "-c", script],
+        namespaces: [
+          { type: "user", path: `/proc/${podPid}/ns/user` },
+          { type: "ipc", path: `/proc/${podPid}/ns/ipc` },
+          { type: "uts", path: `/proc/${podPid}/ns/uts` },
+          { type: "network", path: `/proc/${podPid}/ns/net` },
+          { type: "pid" },
+          { type: "mount" },
+        ],
+        extraMounts: [
+          {
+            destination: "/idmapped",
+            type: "bind",
+            source: hostOwned,
+            options: ["rbind", "idmap"],
+          },
+          { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid"] },
+        ],
+      },
+      (c) => delete c["hostname"],
+    );
+    const out = join(lab.dir, `${app}.out`);
+    const err = join(lab.dir, `${app}.err`);
+    assert.equal(
+      runWithStdio(lab, ["create", "--bundle", lab.bundle, app], out, err),
+      0,
+      readIfExists(err) + readIfExists(lab.log),
+    );
+    const appPid = stateOf(lab, app)["pid"] as number;
+    for (const ns of ["user", "ipc", "uts", "net"])
+      assert.equal(
+        readlinkSync(`/proc/${appPid}/ns/${ns}`),
+        readlinkSync(`/proc/${podPid}/ns/${ns}`),
+        `the app shares the pod's ${ns} namespace`,
+      );
+    assert.notEqual(readlinkSync(`/proc/${appPid}/ns/mnt`), readlinkSync(`/proc/${podPid}/ns/mnt`));
+    assert.equal(lab.run(["start", app]).status, 0);
+    await waitFor(() => readIfExists(out).includes("ready\n"), `${app} output`);
+    const f = facts(readIfExists(out));
+    assert.deepEqual(f.get("uid"), ["0"]);
+    assert.deepEqual(f.get("uidmap"), [`0,${HOST_BASE},65536`]);
+    assert.deepEqual(
+      f.get("idmapped_owner"),
+      ["0"],
+      "idmap without maps takes the joined namespace's",
+    );
+    assert.deepEqual(f.get("mqueue"), ["1"]);
+    for (const id of [app, pod]) assert.equal(lab.run(["delete", "--force", id]).status, 0);
+    assert.equal(existsSync(join(lab.root, pod)), false);
   });
 
   const badCases: [string, ConfigPatch, RegExp][] = [
