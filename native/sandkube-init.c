@@ -521,7 +521,7 @@ static int userns_with_maps(const char *uid_map, const char *gid_map) {
  * namespace: after unsharing a user namespace it could neither look up host paths as the mapped
  * root nor set MOUNT_ATTR_IDMAP, which needs CAP_SYS_ADMIN in the namespace owning the source's
  * filesystem. The fd is inherited by the init, which attaches it with mount_attach. */
-static void prepare_mount(long slot, const char *source, int recursive, int idmap_recursive,
+static void prepare_mount(long slot, const char *source, int recursive, unsigned long propagation, int idmap_recursive,
                           const char *uid_map, const char *gid_map, const char *userns_path) {
   if (slot < 0 || slot >= MAX_PREPARED_MOUNTS) die("mount slot %ld out of range", slot);
   int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source,
@@ -529,6 +529,14 @@ static void prepare_mount(long slot, const char *source, int recursive, int idma
   if (tree < 0) {
     if (errno == ENOSYS) die("bind of %s needs open_tree (Linux 5.2+), which this kernel lacks", source);
     die("clone mount of %s (open_tree)", source);
+  }
+  /* A clone of a shared host mount is that mount's peer: mounts made under it in the container
+   * would show up on the host. A bind made inside the container would inherit the container root's
+   * propagation (slave by default), so the clone is given that propagation before it is attached. */
+  if (propagation != 0) {
+    struct sandkube_mount_attr prop = {.propagation = propagation};
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &prop, sizeof prop) < 0)
+      die("set propagation 0x%lx on the clone of %s (mount_setattr)", propagation, source);
   }
   if (*uid_map || *userns_path) {
     int ns = *userns_path ? open(userns_path, O_RDONLY | O_CLOEXEC) : userns_with_maps(uid_map, gid_map);
@@ -550,6 +558,19 @@ static void attach_mount(long slot, const char *target) {
   int tree = prepared_mounts[slot] - 1;
   if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, SANDKUBE_MOVE_MOUNT_F_EMPTY_PATH) < 0)
     die("attach mount on %s (move_mount)", target);
+  close(tree);
+  prepared_mounts[slot] = 0;
+}
+
+/* The rootfs clone goes on the current directory, which the helper set to the rootfs while it could
+ * still reach it; the init then works relative to it, since the rootfs's parents may be closed to
+ * the mapped root (a 0700 state directory). fchdir to the clone enters the new mount itself. */
+static void attach_root(long slot) {
+  if (slot < 0 || slot >= MAX_PREPARED_MOUNTS || prepared_mounts[slot] == 0) die("mount slot %ld was never prepared", slot);
+  int tree = prepared_mounts[slot] - 1;
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, ".", SANDKUBE_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    die("attach the rootfs (move_mount)");
+  if (fchdir(tree) < 0) die("enter the attached rootfs");
   close(tree);
   prepared_mounts[slot] = 0;
 }
@@ -729,9 +750,13 @@ int main(int argc, char **argv) {
     } else if (!strcmp(op, "mount_prepare")) {
       long slot = (long)next_num();
       const char *source = next_str();
-      int recursive = (int)next_num(), idmap_recursive = (int)next_num();
+      int recursive = (int)next_num();
+      unsigned long propagation = (unsigned long)next_unum();
+      int idmap_recursive = (int)next_num();
       const char *uid_map = next_str(), *gid_map = next_str(), *userns_path = next_str();
-      prepare_mount(slot, source, recursive, idmap_recursive, uid_map, gid_map, userns_path);
+      prepare_mount(slot, source, recursive, propagation, idmap_recursive, uid_map, gid_map, userns_path);
+    } else if (!strcmp(op, "root_attach")) {
+      attach_root((long)next_num());
     } else if (!strcmp(op, "mount_attach")) {
       long slot = (long)next_num();
       attach_mount(slot, next_str());

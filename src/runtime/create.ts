@@ -13,7 +13,7 @@ import { RuntimeError } from "./errors.js";
 import { encodeInstructions, ins, type Instruction } from "./instructions.js";
 import { planNamespaces } from "./namespaces.js";
 import { planProcess } from "./process/plan.js";
-import { planRootfs } from "./rootfs/plan.js";
+import { initPath, planRootfs } from "./rootfs/plan.js";
 import { resolveInRootfs } from "./rootfs/resolve.js";
 import { namespaceOf, parseSpec, type OciSpec } from "./spec.js";
 import { processStartTime, START_SOCKET, writeAtomic, type ContainerState } from "./state-store.js";
@@ -106,7 +106,7 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
     ...(spec.hostname ? [ins.hostname(spec.hostname)] : []),
     ...(spec.domainname ? [ins.domainname(spec.domainname)] : []),
     ...rootfs.beforePivot.slice(0, -1),
-    ins.mkdir(cwd),
+    ins.mkdir(initPath(input.rootfs, userns !== undefined, cwd)),
     ...rootfs.beforePivot.slice(-1),
     ...rootfs.afterPivot,
     ...proc.credentials,

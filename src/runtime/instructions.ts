@@ -41,6 +41,8 @@ export const ins = {
     slot: number,
     source: string,
     recursive: boolean,
+    /** MS_PRIVATE/MS_SLAVE/MS_SHARED for the whole clone, as a bind made inside would inherit. */
+    propagation: number,
     idmap:
       | { readonly recursive: boolean; readonly uidMap: string; readonly gidMap: string }
       | { readonly recursive: boolean; readonly usernsPath: string }
@@ -50,6 +52,7 @@ export const ins = {
     slot,
     source,
     recursive ? 1 : 0,
+    propagation,
     idmap?.recursive === true ? 1 : 0,
     idmap !== undefined && "uidMap" in idmap ? idmap.uidMap : "",
     idmap !== undefined && "gidMap" in idmap ? idmap.gidMap : "",
@@ -57,6 +60,12 @@ export const ins = {
   ],
   /** move_mount of a prepared clone onto its target in the container's mount namespace. */
   mountAttach: (slot: number, target: string): Instruction => ["mount_attach", slot, target],
+  /**
+   * Attaches the prepared rootfs clone on the current directory (the helper chdir'ed to the rootfs
+   * while it could reach it) and enters it: in a user namespace the init names rootfs paths
+   * relative to it, since the rootfs's parent directories may be closed to the mapped root.
+   */
+  rootAttach: (slot: number): Instruction => ["root_attach", slot],
   /** An optional unshare that fails becomes a warning (e.g. a cgroup namespace in gVisor). */
   unshare: (flags: number, optional = false): Instruction => ["unshare", flags, optional ? 1 : 0],
   /** The helper forks; the parent reports the child's pid, then exits or (waitChild) waits for it. */

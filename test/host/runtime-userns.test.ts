@@ -6,7 +6,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import {
-  chmodSync,
   chownSync,
   existsSync,
   mkdirSync,
@@ -88,8 +87,8 @@ describe("user namespaces and idmapped mounts (host kernel)", { skip: reason }, 
   let hostOwned: string;
   before(() => {
     lab = makeLab();
-    // The mapped root must reach its rootfs by path, as with runc: mkdtemp made the lab 0700.
-    chmodSync(lab.dir, 0o755);
+    // The lab stays 0700 (mkdtemp): the mapped root cannot pass it, and reaches its rootfs and
+    // bind sources only through what the helper opened before entering the user namespace.
     chownTree(join(lab.bundle, "rootfs"), HOST_BASE);
     // A rw bind source inside a 0700 directory: only a clone made outside the namespace reaches it.
     const privateDir = join(lab.dir, "private");
@@ -97,15 +96,25 @@ describe("user namespaces and idmapped mounts (host kernel)", { skip: reason }, 
     shared = join(privateDir, "shared");
     mkdirSync(shared);
     chownSync(shared, HOST_BASE, HOST_BASE);
+    // Shared on the host, so that a clone which stayed its peer would carry the container's
+    // mounts under it back to the host.
+    execFileSync("mount", ["--bind", shared, shared]);
+    execFileSync("mount", ["--make-shared", shared]);
+    mkdirSync(join(shared, "sub"));
+    chownSync(join(shared, "sub"), HOST_BASE, HOST_BASE);
     // Files owned by the host's root, shown through an idmapped bind as the container's root.
     hostOwned = join(lab.dir, "host-owned");
     mkdirSync(hostOwned);
     writeFileSync(join(hostOwned, "by-host-root"), "x");
   });
-  after(() => lab?.cleanup());
+  after(() => {
+    if (shared !== undefined) execFileSync("umount", ["-l", shared]);
+    lab?.cleanup();
+  });
 
   const binds = (): Record<string, unknown>[] => [
     { destination: "/shared", type: "bind", source: shared, options: ["rbind", "rw"] },
+    { destination: "/shared/sub", type: "tmpfs", source: "tmpfs", options: ["nosuid"] },
     {
       destination: "/idmapped",
       type: "bind",
@@ -169,6 +178,16 @@ describe("user namespaces and idmapped mounts (host kernel)", { skip: reason }, 
     const pid = stateOf(lab, id)["pid"] as number;
     const hostUid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
     assert.equal(hostUid, String(HOST_BASE), "the init runs as host uid 100000");
+    assert.equal(
+      readFileSync("/proc/self/mountinfo", "utf8").includes(lab.bundle),
+      false,
+      "the container's mounts do not propagate to the host",
+    );
+    assert.equal(
+      readFileSync("/proc/self/mountinfo", "utf8").includes(join(shared, "sub")),
+      false,
+      "a mount under a bind of a shared host mount stays in the container",
+    );
     assert.equal(lab.run(["start", id]).status, 0);
     await waitFor(() => readIfExists(out).includes("ready\n"), `${id} output`);
     const f = facts(readIfExists(out));

@@ -10,7 +10,7 @@ import {
   type Instruction,
 } from "../../src/runtime/instructions.js";
 import { planJoinContainer } from "../../src/runtime/namespaces.js";
-import { parseMountOptions } from "../../src/runtime/rootfs/mount-options.js";
+import { MS, parseMountOptions } from "../../src/runtime/rootfs/mount-options.js";
 import { RecordingSyscalls } from "../../src/runtime/recording-syscalls.js";
 import { parseSpec, type OciSpec } from "../../src/runtime/spec.js";
 import type { ContainerState } from "../../src/runtime/state-store.js";
@@ -47,7 +47,7 @@ function spec(linux: Record<string, unknown> = {}, extra: Record<string, unknown
 
 function machine(): RecordingSyscalls {
   const sys = new RecordingSyscalls();
-  for (const d of ["/b", "/b/rootfs", "/srv/data"]) sys.dirs.add(d);
+  for (const d of ["/b", "/b/rootfs", "/b/rootfs/dev", "/srv/data"]) sys.dirs.add(d);
   sys.files.set("/proc/77/uid_map", "         0     100000      65536\n");
   sys.files.set("/proc/77/gid_map", "         0     100000      65536\n");
   return sys;
@@ -234,18 +234,26 @@ test("planCreate with a new user namespace: host work first, then join, map, uns
     CLONE_FLAGS.pid | CLONE_FLAGS.mount,
     0,
   ]);
-  // Every bind goes through a clone made outside: the host path may be out of the mapped root's reach.
-  assert.deepEqual(instructions[at("mount_prepare")], [
-    "mount_prepare",
-    0,
-    "/srv/data",
-    1,
-    0,
-    "",
-    "",
-    "",
+  // The rootfs and every bind are clones made outside: their host paths may be out of the mapped
+  // root's reach. The init then names rootfs paths relative to the rootfs, its current directory.
+  const prepared = instructions.filter((i) => i[0] === "mount_prepare" || i[0] === "chdir");
+  assert.deepEqual(prepared.slice(0, 3), [
+    ["mount_prepare", 0, "/b/rootfs", 1, MS.SLAVE, 0, "", "", ""],
+    ["chdir", "/b/rootfs"],
+    ["mount_prepare", 1, "/srv/data", 1, MS.SLAVE, 0, "", "", ""],
   ]);
-  assert.deepEqual(instructions[at("mount_attach")], ["mount_attach", 0, "/b/rootfs/data"]);
+  assert.ok(at("root_attach") < at("mount_attach"));
+  assert.deepEqual(instructions[at("root_attach")], ["root_attach", 0]);
+  assert.deepEqual(instructions[at("mount_attach")], ["mount_attach", 1, "./data"]);
+  assert.deepEqual(instructions[at("pivot_root")], ["pivot_root", "."]);
+  assert.ok(instructions.some((i) => i[0] === "device" && i[1] === "./dev/null"));
+  assert.equal(
+    instructions.some((i) =>
+      i.slice(1).some((a) => typeof a === "string" && a.startsWith("/b/rootfs/")),
+    ),
+    false,
+    "no instruction names a path under the rootfs by its host path",
+  );
   assert.equal(instructions.filter((i) => i[0] === "mount" && i[1] === "/srv/data").length, 0);
 });
 
@@ -281,13 +289,16 @@ test("idmapped binds: own maps, the container's maps, a joined namespace's path,
     ...extra,
   });
   const prepared = (s: OciSpec): Instruction | undefined =>
-    planCreate(machine(), inputs(s)).instructions.find((i) => i[0] === "mount_prepare");
+    planCreate(machine(), inputs(s)).instructions.find(
+      (i) => i[0] === "mount_prepare" && i[2] === "/srv/data",
+    );
   const own = [{ containerID: 0, hostID: 2000, size: 10 }];
   assert.deepEqual(prepared(spec({}, { mounts: [bind({ uidMappings: own, gidMappings: own })] })), [
     "mount_prepare",
-    0,
+    1,
     "/srv/data",
     1,
+    MS.SLAVE,
     0,
     "0 2000 10\n",
     "0 2000 10\n",
@@ -295,9 +306,10 @@ test("idmapped binds: own maps, the container's maps, a joined namespace's path,
   ]);
   assert.deepEqual(prepared(spec({}, { mounts: [bind({ options: ["rbind", "ridmap"] })] })), [
     "mount_prepare",
-    0,
+    1,
     "/srv/data",
     1,
+    MS.SLAVE,
     1,
     "0 100000 65536\n",
     "0 100000 65536\n",
@@ -310,13 +322,13 @@ test("idmapped binds: own maps, the container's maps, a joined namespace's path,
         { mounts: [bind({ options: ["bind", "idmap"] })] },
       ),
     ),
-    ["mount_prepare", 0, "/srv/data", 0, 0, "", "", "/proc/77/ns/user"],
+    ["mount_prepare", 1, "/srv/data", 0, MS.SLAVE, 0, "", "", "/proc/77/ns/user"],
   );
   // Without a user namespace the container still gets an idmapped bind from the mount's own maps.
   const plain = { namespaces: [{ type: "mount" }], uidMappings: undefined, gidMappings: undefined };
   assert.deepEqual(
-    prepared(spec(plain, { mounts: [bind({ uidMappings: own, gidMappings: own })] }))?.[5],
-    "0 2000 10\n",
+    prepared(spec(plain, { mounts: [bind({ uidMappings: own, gidMappings: own })] })),
+    ["mount_prepare", 0, "/srv/data", 1, MS.SLAVE, 0, "0 2000 10\n", "0 2000 10\n", ""],
   );
   const refusals: [OciSpec, RegExp][] = [
     [
@@ -378,12 +390,15 @@ test("the new ops encode as the helper reads them", () => {
     encodeInstructions([
       ins.joinNamespaces([[CLONE_FLAGS.user, "/proc/1/ns/user"]]),
       ins.newUserNamespace("0 1 2\n", "0 1 2\n"),
-      ins.mountPrepare(3, "/src", true, { recursive: false, usernsPath: "/proc/1/ns/user" }),
+      ins.mountPrepare(3, "/src", true, MS.SLAVE, {
+        recursive: false,
+        usernsPath: "/proc/1/ns/user",
+      }),
       ins.mountAttach(3, "/r/dst"),
     ]),
     "join_namespaces\x002\x00268435456\x00/proc/1/ns/user\x00" +
       "userns_new\x000 1 2\n\x000 1 2\n\x00" +
-      "mount_prepare\x003\x00/src\x001\x000\x00\x00\x00/proc/1/ns/user\x00" +
+      "mount_prepare\x003\x00/src\x001\x00524288\x000\x00\x00\x00/proc/1/ns/user\x00" +
       "mount_attach\x003\x00/r/dst\x00",
   );
 });

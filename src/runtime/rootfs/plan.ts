@@ -56,7 +56,23 @@ function dirName(p: string): string {
  * are resolved here, against the rootfs as it is before any mount, and an escaping destination is
  * refused before anything is created.
  */
+/**
+ * How the init names a path under the rootfs. In a user namespace, relative to its current
+ * directory, which the helper set to the rootfs while it was still root on the host: the init is
+ * then the mapped root, and the rootfs's parents may be closed to it (containerd's state dir under
+ * a 0700 directory). Elsewhere by its absolute host path.
+ */
+export function initPath(rootfs: string, inUserns: boolean, hostPath: string): string {
+  if (!inUserns) return hostPath;
+  if (hostPath === rootfs) return ".";
+  if (!hostPath.startsWith(`${rootfs}/`))
+    throw new Error(`initPath: ${hostPath} is not under the rootfs ${rootfs}`);
+  return `.${hostPath.slice(rootfs.length)}`;
+}
+
 export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): RootfsPlan {
+  const inUserns = ctx.userns !== undefined;
+  const at = (hostPath: string): string => initPath(ctx.rootfs, inUserns, hostPath);
   const prepare: Instruction[] = [];
   const before: Instruction[] = [];
   const after: Instruction[] = [];
@@ -67,14 +83,20 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
       `config.json: linux.rootfsPropagation "${spec.linux.rootfsPropagation}" is not a propagation mode`,
     );
   // Our mounts must not leak back to the host (runc: MS_SLAVE|MS_REC unless the spec says otherwise).
-  before.push(ins.rootPropagation(rootPropagation ?? MS.SLAVE | MS.REC));
+  const propagation = rootPropagation ?? MS.SLAVE | MS.REC;
+  before.push(ins.rootPropagation(propagation));
+  const clonePropagation = propagation & ~MS.REC;
   // pivot_root needs the new root to be a mount point.
-  before.push(ins.mount(ctx.rootfs, ctx.rootfs, "", MS.BIND | MS.REC, "", false));
+  if (inUserns) {
+    prepare.push(ins.mountPrepare(0, ctx.rootfs, true, clonePropagation, undefined));
+    prepare.push(ins.chdir(ctx.rootfs));
+    before.push(ins.rootAttach(0));
+  } else before.push(ins.mount(ctx.rootfs, ctx.rootfs, "", MS.BIND | MS.REC, "", false));
 
   let devMounted = false;
   for (const [index, m] of (spec.mounts ?? []).entries()) {
     const what = `mounts[${index}].destination`;
-    const target = resolveInRootfs(sys, ctx.rootfs, m.destination, what);
+    const target = at(resolveInRootfs(sys, ctx.rootfs, m.destination, what));
     const opts = parseMountOptions(m.options);
     warnings.push(...opts.warnings.map((w) => `${m.destination}: ${w}`));
     const type = m.type ?? "";
@@ -97,8 +119,9 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
       // Inside a user namespace the init is the mapped root, without any right over host paths
       // (a bundle under a 0700 directory, containerd's sandbox files), so the clone is made outside.
       if (idmap !== undefined || ctx.userns !== undefined) {
-        const slot = prepare.length;
-        prepare.push(ins.mountPrepare(slot, source, (opts.flags & MS.REC) !== 0, idmap));
+        const slot = prepare.filter((i) => i[0] === "mount_prepare").length;
+        const recursive = (opts.flags & MS.REC) !== 0;
+        prepare.push(ins.mountPrepare(slot, source, recursive, clonePropagation, idmap));
         before.push(ins.mountAttach(slot, target));
       } else before.push(ins.mount(source, target, "", MS.BIND | (opts.flags & MS.REC), "", false));
       const extra = opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT);
@@ -117,14 +140,15 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
     for (const p of opts.propagation) before.push(ins.propagation(target, p));
   }
 
-  const dev = resolveInRootfs(sys, ctx.rootfs, "/dev", "/dev");
-  if (devMounted || sys.kindOf(dev) === "directory") {
+  const devOnHost = resolveInRootfs(sys, ctx.rootfs, "/dev", "/dev");
+  const dev = at(devOnHost);
+  if (devMounted || sys.kindOf(devOnHost) === "directory") {
     for (const d of DEFAULT_DEVICES)
       before.push(
         ins.device(`${dev}/${d.name}`, "c", d.major, d.minor, 0o666, 0, 0, `/dev/${d.name}`),
       );
     for (const d of spec.linux?.devices ?? []) {
-      const target = resolveInRootfs(sys, ctx.rootfs, d.path, `linux.devices path`);
+      const target = at(resolveInRootfs(sys, ctx.rootfs, d.path, `linux.devices path`));
       before.push(ins.mkdir(dirName(target)));
       before.push(
         ins.device(
@@ -142,7 +166,7 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
     before.push(ins.symlink("pts/ptmx", `${dev}/ptmx`));
     for (const [target, name] of DEV_SYMLINKS) before.push(ins.symlink(target, `${dev}/${name}`));
   }
-  before.push(ctx.noPivot ? ins.moveRoot(ctx.rootfs) : ins.pivotRoot(ctx.rootfs));
+  before.push(ctx.noPivot ? ins.moveRoot(at(ctx.rootfs)) : ins.pivotRoot(at(ctx.rootfs)));
 
   for (const [name, value] of Object.entries(spec.linux?.sysctl ?? {})) {
     // As runc (libcontainer/configs/validate): net.* only in a network namespace that is not the host's.
@@ -170,7 +194,7 @@ function idmapOf(
   index: number,
   opts: MountOptions,
   userns: UserNamespacePlan | undefined,
-): Parameters<typeof ins.mountPrepare>[3] {
+): Parameters<typeof ins.mountPrepare>[4] {
   const hasMaps = m.uidMappings !== undefined || m.gidMappings !== undefined;
   if (!hasMaps && opts.idmap === undefined) return undefined;
   const recursive = opts.idmap === "ridmap";
