@@ -77,6 +77,7 @@ static scmp_filter_ctx seccomp_filter;
 /* Detached mounts made by mount_prepare, attached by mount_attach (the slot is the plan's index). */
 #define MAX_PREPARED_MOUNTS 1024
 static int prepared_mounts[MAX_PREPARED_MOUNTS];
+static unsigned long prepared_propagation[MAX_PREPARED_MOUNTS];
 
 static void report(const char *kind, const char *msg) {
   if (report_fd < 0) {
@@ -530,14 +531,7 @@ static void prepare_mount(long slot, const char *source, int recursive, unsigned
     if (errno == ENOSYS) die("bind of %s needs open_tree (Linux 5.2+), which this kernel lacks", source);
     die("clone mount of %s (open_tree)", source);
   }
-  /* A clone of a shared host mount is that mount's peer: mounts made under it in the container
-   * would show up on the host. A bind made inside the container would inherit the container root's
-   * propagation (slave by default), so the clone is given that propagation before it is attached. */
-  if (propagation != 0) {
-    struct sandkube_mount_attr prop = {.propagation = propagation};
-    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &prop, sizeof prop) < 0)
-      die("set propagation 0x%lx on the clone of %s (mount_setattr)", propagation, source);
-  }
+  prepared_propagation[slot] = propagation;
   if (*uid_map || *userns_path) {
     int ns = *userns_path ? open(userns_path, O_RDONLY | O_CLOEXEC) : userns_with_maps(uid_map, gid_map);
     if (ns < 0) die("open user namespace %s", userns_path);
@@ -553,6 +547,16 @@ static void prepare_mount(long slot, const char *source, int recursive, unsigned
   prepared_mounts[slot] = tree + 1; /* 0 marks an empty slot */
 }
 
+/* A clone of a shared host mount is that mount's peer: mounts made under it in the container would
+ * show up on the host. A bind made inside the container inherits the container root's propagation
+ * (slave by default), so the attached clone is given it before anything is mounted under it. With
+ * mount(2) rather than mount_setattr, which gVisor lacks. */
+static void set_clone_propagation(long slot, const char *target) {
+  unsigned long propagation = prepared_propagation[slot];
+  if (propagation != 0 && mount(NULL, target, NULL, propagation | MS_REC, NULL) < 0)
+    die("set propagation 0x%lx on the attached clone at %s", propagation, target);
+}
+
 static void attach_mount(long slot, const char *target) {
   if (slot < 0 || slot >= MAX_PREPARED_MOUNTS || prepared_mounts[slot] == 0) die("mount slot %ld was never prepared", slot);
   int tree = prepared_mounts[slot] - 1;
@@ -560,6 +564,7 @@ static void attach_mount(long slot, const char *target) {
     die("attach mount on %s (move_mount)", target);
   close(tree);
   prepared_mounts[slot] = 0;
+  set_clone_propagation(slot, target);
 }
 
 /* The rootfs clone goes on the current directory, which the helper set to the rootfs while it could
@@ -573,6 +578,7 @@ static void attach_root(long slot) {
   if (fchdir(tree) < 0) die("enter the attached rootfs");
   close(tree);
   prepared_mounts[slot] = 0;
+  set_clone_propagation(slot, ".");
 }
 
 /* pairs: CLONE_FLAG, PATH, ... All paths are opened first: after joining the user or mount
