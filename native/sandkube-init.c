@@ -51,6 +51,16 @@
 #define AT_RECURSIVE 0x8000
 #endif
 #define SANDKUBE_MOUNT_ATTR_RDONLY 0x00000001ULL
+#define SANDKUBE_MOUNT_ATTR_IDMAP 0x00100000ULL
+/* open_tree and move_mount (Linux 5.2+) have no glibc wrapper before 2.36 either (x86_64 numbers). */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#define SANDKUBE_OPEN_TREE_CLONE 1
+#define SANDKUBE_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 struct sandkube_mount_attr {
   uint64_t attr_set, attr_clr, propagation, userns_fd;
 };
@@ -72,6 +82,10 @@ static int console_fd = -1;
 static int listen_fd = -1;
 static char resolved_exec[4096];
 static scmp_filter_ctx seccomp_filter;
+/* Detached mounts made by mount_prepare, attached by mount_attach (the slot is the plan's index). */
+#define MAX_PREPARED_MOUNTS 1024
+static int prepared_mounts[MAX_PREPARED_MOUNTS];
+static unsigned long prepared_propagation[MAX_PREPARED_MOUNTS];
 
 static void report(const char *kind, const char *msg) {
   if (report_fd < 0) {
@@ -230,7 +244,14 @@ static unsigned long current_mount_flags(const char *path) {
 }
 
 static int bind_remount(const char *path, unsigned long flags) {
-  return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | flags | current_mount_flags(path), NULL);
+  unsigned long keep = current_mount_flags(path);
+  if (mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | flags | keep, NULL) == 0) return 0;
+  /* A mount copied into a mount namespace of a user namespace has its read-only flag locked too
+   * (MNT_LOCK_READONLY), so a remount that would clear it is refused with EPERM. runc re-applies
+   * the locked flags and retries (libcontainer/rootfs_linux.go, mntLockFlags); so does this. */
+  struct statvfs sv;
+  if (errno != EPERM || (flags & MS_RDONLY) || statvfs(path, &sv) < 0 || !(sv.f_flag & ST_RDONLY)) return -1;
+  return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | flags | keep | MS_RDONLY, NULL);
 }
 
 /* ---- read-only mounts without MS_REMOUNT ----
@@ -291,6 +312,20 @@ static void remount_or_view(const char *source, const char *target, unsigned lon
   }
   if (flags & VIEW_FLAGS)
     warnf("remount of %s with flags 0x%lx refused (EINVAL: this kernel cannot remount); nosuid/nodev/noexec not applied", target, flags & VIEW_FLAGS);
+}
+
+/* runc's rootfsParentMountPrivate: EINVAL means "not a mount point", so walk up to one. */
+static void make_parent_mount_private(const char *path) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  for (;;) {
+    if (mount(NULL, dir, NULL, MS_PRIVATE, NULL) == 0) return;
+    if (errno != EINVAL || !strcmp(dir, "/")) break;
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = '\0';
+    else *slash = '\0';
+  }
+  die("make the mount holding %s private", path);
 }
 
 /* Whether the root will need an overlay view to be read-only: checked with a remount that changes
@@ -469,6 +504,211 @@ static void recursive_readonly(const char *path) {
         "if writable submounts are acceptable",
         path);
   die("make %s recursively read-only (mount_setattr)", path);
+}
+
+/* ---- user namespaces and idmapped mounts ---- */
+static void become_namespace_root(void) {
+  /* Until now this process is an unmapped (overflow) id in the namespace; it holds every capability
+   * there, so it may become its root, which later steps (mounts in a rootfs owned by the mapped
+   * root, setgroups) need. runc does the same after joining or unsharing (nsexec.c). */
+  if (setresgid(0, 0, 0) < 0) die("become gid 0 in the user namespace (is container gid 0 mapped?)");
+  if (setresuid(0, 0, 0) < 0) die("become uid 0 in the user namespace (is container uid 0 mapped?)");
+}
+
+/* Only a writer holding CAP_SETUID/CAP_SETGID in the parent user namespace may map arbitrary host
+ * ranges (user_namespaces(7)), so the maps are always written from outside the namespace. */
+static void write_id_maps(pid_t pid, const char *uid_map, const char *gid_map) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, uid_map, strlen(uid_map)) != (ssize_t)strlen(uid_map)) die("write %s", path);
+  close(fd);
+  snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+  fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, gid_map, strlen(gid_map)) != (ssize_t)strlen(gid_map)) die("write %s", path);
+  close(fd);
+}
+
+static void reap(pid_t pid, const char *what) {
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) die("wait for the %s", what);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+  /* A child that exited 1 has reported its error on the report fd already. */
+  if (WIFEXITED(status)) _exit(1);
+  errno = 0;
+  die("the %s was killed by signal %d", what, WTERMSIG(status));
+}
+
+/* unshare(CLONE_NEWUSER) with maps from the spec. A mapper child stays in the initial user
+ * namespace to write them (see write_id_maps); then this process becomes root in the new namespace
+ * before anything else is unshared, so those namespaces are owned by it (proc, sysfs and mqueue can
+ * only be mounted by the owner of the pid, network and ipc namespace). */
+static void new_user_namespace(const char *uid_map, const char *gid_map) {
+  int sync[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync) < 0) die("socketpair for the uid mapper");
+  pid_t helper = getpid();
+  pid_t mapper = fork();
+  if (mapper < 0) die("fork the uid mapper");
+  if (mapper == 0) {
+    close(sync[0]);
+    char byte;
+    if (read(sync[1], &byte, 1) != 1) _exit(1); /* the helper failed and reported it */
+    write_id_maps(helper, uid_map, gid_map);
+    if (write(sync[1], "m", 1) != 1) _exit(1);
+    _exit(0);
+  }
+  close(sync[1]);
+  if (unshare(CLONE_NEWUSER) < 0) die("unshare a new user namespace");
+  char byte = 'u';
+  if (write(sync[0], &byte, 1) != 1) die("ask the uid mapper to write the maps");
+  ssize_t r = read(sync[0], &byte, 1);
+  close(sync[0]);
+  reap(mapper, "uid mapper");
+  if (r != 1) {
+    errno = 0;
+    die("the uid mapper exited without writing the maps");
+  }
+  become_namespace_root();
+}
+
+/* MOUNT_ATTR_IDMAP takes its mapping from a user namespace fd, so a child unshares a namespace that
+ * holds just these maps; the fd keeps the namespace alive after the child is gone. */
+static int userns_with_maps(const char *uid_map, const char *gid_map) {
+  static char *cached_uid, *cached_gid;
+  static int cached_fd = -1;
+  if (cached_fd >= 0 && !strcmp(cached_uid, uid_map) && !strcmp(cached_gid, gid_map)) return cached_fd;
+  int ready[2], hold[2];
+  if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(hold, O_CLOEXEC) < 0) die("pipe");
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    close(ready[0]);
+    close(hold[1]);
+    if (unshare(CLONE_NEWUSER) < 0) die("unshare a user namespace for an idmapped mount");
+    char byte = 'u';
+    if (write(ready[1], &byte, 1) != 1) _exit(1);
+    (void)read(hold[0], &byte, 1); /* EOF once the parent holds the namespace fd */
+    _exit(0);
+  }
+  close(ready[1]);
+  close(hold[0]);
+  char byte;
+  ssize_t r = read(ready[0], &byte, 1);
+  close(ready[0]);
+  if (r != 1) {
+    close(hold[1]);
+    reap(child, "idmap namespace child");
+    errno = 0;
+    die("the idmap namespace child exited early");
+  }
+  write_id_maps(child, uid_map, gid_map);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/user", (int)child);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", path);
+  close(hold[1]);
+  reap(child, "idmap namespace child");
+  if (cached_fd >= 0) close(cached_fd);
+  free(cached_uid);
+  free(cached_gid);
+  cached_uid = strdup(uid_map);
+  cached_gid = strdup(gid_map);
+  cached_fd = fd;
+  return fd;
+}
+
+/* A detached copy of `source`, made while this process is still root in the initial user and mount
+ * namespace: after unsharing a user namespace it could neither look up host paths as the mapped
+ * root nor set MOUNT_ATTR_IDMAP, which needs CAP_SYS_ADMIN in the namespace owning the source's
+ * filesystem. The fd is inherited by the init, which attaches it with mount_attach. */
+static void prepare_mount(long slot, const char *source, int recursive, unsigned long propagation, int idmap_recursive,
+                          const char *uid_map, const char *gid_map, const char *userns_path) {
+  if (slot < 0 || slot >= MAX_PREPARED_MOUNTS) die("mount slot %ld out of range", slot);
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source,
+                          SANDKUBE_OPEN_TREE_CLONE | O_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+  if (tree < 0) {
+    if (errno == ENOSYS) die("bind of %s needs open_tree (Linux 5.2+), which this kernel lacks", source);
+    die("clone mount of %s (open_tree)", source);
+  }
+  prepared_propagation[slot] = propagation;
+  if (*uid_map || *userns_path) {
+    int ns = *userns_path ? open(userns_path, O_RDONLY | O_CLOEXEC) : userns_with_maps(uid_map, gid_map);
+    if (ns < 0) die("open user namespace %s", userns_path);
+    struct sandkube_mount_attr attr = {.attr_set = SANDKUBE_MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)ns};
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (idmap_recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) < 0) {
+      if (errno == ENOSYS) die("idmapped mount of %s needs mount_setattr (Linux 5.12+), which this kernel lacks", source);
+      if (errno == EINVAL)
+        die("idmapped mount of %s refused by the kernel (its filesystem may not support idmapped mounts)", source);
+      die("idmap mount of %s (mount_setattr)", source);
+    }
+    if (*userns_path) close(ns);
+  }
+  prepared_mounts[slot] = tree + 1; /* 0 marks an empty slot */
+}
+
+/* A clone of a shared host mount is that mount's peer: mounts made under it in the container would
+ * show up on the host. A bind made inside the container inherits the container root's propagation
+ * (slave by default), so the attached clone is given it before anything is mounted under it. With
+ * mount(2) rather than mount_setattr, which gVisor lacks. */
+static void set_clone_propagation(long slot, const char *target) {
+  unsigned long propagation = prepared_propagation[slot];
+  if (propagation != 0 && mount(NULL, target, NULL, propagation | MS_REC, NULL) < 0)
+    die("set propagation 0x%lx on the attached clone at %s", propagation, target);
+}
+
+static void attach_mount(long slot, const char *target) {
+  if (slot < 0 || slot >= MAX_PREPARED_MOUNTS || prepared_mounts[slot] == 0) die("mount slot %ld was never prepared", slot);
+  int tree = prepared_mounts[slot] - 1;
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, SANDKUBE_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    die("attach mount on %s (move_mount)", target);
+  close(tree);
+  prepared_mounts[slot] = 0;
+  set_clone_propagation(slot, target);
+}
+
+/* The rootfs clone goes on the current directory, which the helper set to the rootfs while it could
+ * still reach it; the init then works relative to it, since the rootfs's parents may be closed to
+ * the mapped root (a 0700 state directory). fchdir to the clone enters the new mount itself. */
+static void attach_root(long slot) {
+  if (slot < 0 || slot >= MAX_PREPARED_MOUNTS || prepared_mounts[slot] == 0) die("mount slot %ld was never prepared", slot);
+  int tree = prepared_mounts[slot] - 1;
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, ".", SANDKUBE_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    die("attach the rootfs (move_mount)");
+  if (fchdir(tree) < 0) die("enter the attached rootfs");
+  close(tree);
+  prepared_mounts[slot] = 0;
+  set_clone_propagation(slot, ".");
+}
+
+/* pairs: CLONE_FLAG, PATH, ... All paths are opened first: after joining the user or mount
+ * namespace they may no longer resolve or be permitted. As runc's nsexec join_namespaces: first
+ * whatever the host's root may join (a pod's network namespace belongs to the initial user
+ * namespace), then the user namespace, then what only its root may join. */
+static void join_namespaces(char **pairs) {
+  size_t n = 0;
+  while (pairs[n]) n++;
+  if (n % 2 != 0 || n / 2 > 16) die("join_namespaces: bad list of %zu items", n);
+  size_t count = n / 2;
+  int fds[16], types[16];
+  for (size_t i = 0; i < count; i++) {
+    types[i] = atoi(pairs[2 * i]);
+    fds[i] = open(pairs[2 * i + 1], O_RDONLY | O_CLOEXEC);
+    if (fds[i] < 0) die("open namespace %s", pairs[2 * i + 1]);
+  }
+  for (int pass = 0; pass < 3; pass++) {
+    for (size_t i = 0; i < count; i++) {
+      int is_user = types[i] == CLONE_NEWUSER;
+      if (fds[i] < 0 || (pass == 1) != is_user) continue;
+      if (setns(fds[i], types[i]) < 0) {
+        if (pass == 0 && errno == EPERM) continue;
+        die("join namespace %s", pairs[2 * i + 1]);
+      }
+      close(fds[i]);
+      fds[i] = -1;
+      if (is_user) become_namespace_root();
+    }
+  }
 }
 
 static void seccomp_start(uint32_t default_action, char **arches, char **flags) {
@@ -904,13 +1144,26 @@ int main(int argc, char **argv) {
       console_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
       if (console_fd < 0) die("socket");
       if (connect(console_fd, (struct sockaddr *)&sa, sizeof sa) < 0) die("connect console socket %s", path);
-    } else if (!strcmp(op, "setns")) {
-      const char *path = next_str();
-      int type = (int)next_num();
-      int fd = open(path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) die("open namespace %s", path);
-      if (setns(fd, type) < 0) die("join namespace %s", path);
-      close(fd);
+    } else if (!strcmp(op, "join_namespaces")) {
+      char **pairs = next_array();
+      join_namespaces(pairs);
+      free(pairs);
+    } else if (!strcmp(op, "userns_new")) {
+      const char *uid_map = next_str();
+      new_user_namespace(uid_map, next_str());
+    } else if (!strcmp(op, "mount_prepare")) {
+      long slot = (long)next_num();
+      const char *source = next_str();
+      int recursive = (int)next_num();
+      unsigned long propagation = (unsigned long)next_unum();
+      int idmap_recursive = (int)next_num();
+      const char *uid_map = next_str(), *gid_map = next_str(), *userns_path = next_str();
+      prepare_mount(slot, source, recursive, propagation, idmap_recursive, uid_map, gid_map, userns_path);
+    } else if (!strcmp(op, "root_attach")) {
+      attach_root((long)next_num());
+    } else if (!strcmp(op, "mount_attach")) {
+      long slot = (long)next_num();
+      attach_mount(slot, next_str());
     } else if (!strcmp(op, "unshare")) {
       int flags = (int)next_num();
       int optional = (int)next_num();
@@ -985,6 +1238,8 @@ int main(int argc, char **argv) {
       const char *src = next_str(), *dst = next_str();
       unsigned long flags = (unsigned long)next_unum();
       remount_or_view(src, dst, flags, next_str());
+    } else if (!strcmp(op, "parent_mount_private")) {
+      make_parent_mount_private(next_str());
     } else if (!strcmp(op, "readonly_root_early")) {
       readonly_root_early(next_str());
     } else if (!strcmp(op, "propagation")) {

@@ -21,7 +21,7 @@ import { planNamespaces } from "./namespaces.js";
 import { releaseSharedMounts } from "./release-mounts.js";
 import { kernelIsolatesMounts, mountDepth } from "./rootfs/shared-mounts.js";
 import { planProcess } from "./process/plan.js";
-import { planRootfs } from "./rootfs/plan.js";
+import { initPath, planRootfs } from "./rootfs/plan.js";
 import { resolveInRootfs } from "./rootfs/resolve.js";
 import { namespaceOf, parseSpec, type OciSpec } from "./spec.js";
 import {
@@ -32,6 +32,7 @@ import {
   type HelperProcess,
 } from "./state-store.js";
 import type { HelperReport, Syscalls } from "./syscalls.js";
+import { planUserNamespace } from "./userns.js";
 
 export interface CreateOptions {
   readonly id: string;
@@ -71,7 +72,8 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
   const process = spec.process;
   if (process === undefined) throw new RuntimeError("config.json: process is missing");
   const warnings: string[] = [];
-  const ns = planNamespaces(spec.linux?.namespaces ?? []);
+  const userns = planUserNamespace(sys, spec);
+  const ns = planNamespaces(spec.linux?.namespaces ?? [], userns);
   const agent =
     input.withoutSetns === undefined
       ? undefined
@@ -81,11 +83,21 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
           options.preserveFds,
           input.withoutSetns.findByInitPid,
         );
-  const newUts =
-    namespaceOf(spec, "uts") !== undefined && namespaceOf(spec, "uts")?.path === undefined;
-  if ((spec.hostname || spec.domainname) && !newUts)
+  // A namespace joined by path may be the host's own; what would change the host is refused.
+  const isHosts = (type: "mount" | "uts", file: string): boolean => {
+    const path = namespaceOf(spec, type)?.path;
+    return path !== undefined && sys.sameFile(path, `/proc/self/ns/${file}`);
+  };
+  if (isHosts("mount", "mnt"))
     throw new RuntimeError(
-      "config.json sets a hostname but has no new uts namespace: it would rename the host",
+      `the mount namespace at ${namespaceOf(spec, "mount")?.path ?? ""} is the host's: sandkube-runtime will not set up a root filesystem in it`,
+    );
+  if (
+    (spec.hostname || spec.domainname) &&
+    (namespaceOf(spec, "uts") === undefined || isHosts("uts", "uts"))
+  )
+    throw new RuntimeError(
+      "config.json sets a hostname but the container has no uts namespace of its own: it would rename the host",
     );
   const cwd = resolveInRootfs(sys, input.rootfs, process.cwd, "process.cwd");
   const rootfs = planRootfs(sys, spec, {
@@ -96,6 +108,7 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
     noPivot: options.noPivot,
     cwd,
     scratchDir: `${input.stateDir}/views`,
+    ...(userns === undefined ? {} : { userns }),
   });
   const proc = planProcess(process, {
     ...(options.consoleSocket === undefined ? {} : { consoleSocket: options.consoleSocket }),
@@ -123,15 +136,21 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
     agent === undefined
       ? [
           ...cgroupJoins,
+          // Host paths first (bind clones, the start socket in the state dir): once in a user
+          // namespace the helper is the container's mapped root and may not reach them.
+          ...rootfs.prepare,
+          ins.listen(input.stateDir, START_SOCKET),
           ...ns.join,
+          ...ns.newUser,
           ...ns.unshare,
           ...ns.unshareCgroup,
-          ins.listen(input.stateDir, START_SOCKET),
           ins.fork(false),
         ]
       : [
+          // After a handover the keeper's child does all of it, in the keeper's namespaces.
           ...agent.handover,
           ...cgroupJoins,
+          ...rootfs.prepare,
           ...agent.podLevel,
           ...agent.own,
           ...agent.unshareCgroup,
@@ -145,7 +164,7 @@ export function planCreate(sys: Syscalls, input: CreateInputs): CreatePlan {
     ...(spec.hostname ? [ins.hostname(spec.hostname)] : []),
     ...(spec.domainname ? [ins.domainname(spec.domainname)] : []),
     ...rootfs.beforePivot.slice(0, -1),
-    ins.mkdir(cwd),
+    ins.mkdir(initPath(input.rootfs, userns !== undefined, cwd)),
     ...rootfs.beforePivot.slice(-1),
     ...(agent === undefined ? [] : [ins.agentRoot()]),
     ...rootfs.afterPivot,

@@ -10,9 +10,11 @@ export const RUNTIME_VERSION = "0.1.0";
 export const OCI_VERSION = "1.2.0";
 
 /**
- * `features`: what this runtime implements. User namespaces and idmap mounts are left out, so
- * containerd never asks for them. "rro" is listed because containerd reports recursive read-only
- * support for a handler only when its mountOptions include it (and the kernel is 5.12+).
+ * `features`: what this runtime implements. containerd offers CRI user namespaces only to a handler
+ * listing both the `user` namespace and idmap mounts (internal/cri/server/service.go
+ * supportsCRIUserns); both are implemented (userns.ts, the helper's userns_new and mount_prepare).
+ * "rro" is listed because containerd reports recursive read-only support for a handler only when
+ * its mountOptions include it (and the kernel is 5.12+).
  */
 export function featuresJson(): Record<string, unknown> {
   return {
@@ -28,6 +30,7 @@ export function featuresJson(): Record<string, unknown> {
       "diratime",
       "dirsync",
       "exec",
+      "idmap",
       "lazytime",
       "loud",
       "mand",
@@ -44,6 +47,7 @@ export function featuresJson(): Record<string, unknown> {
       "rbind",
       "relatime",
       "remount",
+      "ridmap",
       "ro",
       "rprivate",
       "rro",
@@ -60,7 +64,7 @@ export function featuresJson(): Record<string, unknown> {
       "unbindable",
     ],
     linux: {
-      namespaces: ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+      namespaces: ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
       capabilities: KNOWN_CAPABILITIES,
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
       seccomp: {
@@ -74,7 +78,7 @@ export function featuresJson(): Record<string, unknown> {
       apparmor: { enabled: false },
       selinux: { enabled: false },
       intelRdt: { enabled: false },
-      mountExtensions: { idmap: { enabled: false } },
+      mountExtensions: { idmap: { enabled: true } },
     },
     annotations: { "org.sandkube.runtime.version": RUNTIME_VERSION },
   };

@@ -20,7 +20,52 @@ export const CLONE_FLAGS = {
 export const ins = {
   cgroupJoin: (procsFile: string): Instruction => ["cgroup_join", procsFile],
   consoleConnect: (socket: string): Instruction => ["console_connect", socket],
-  setns: (path: string, cloneFlag: number): Instruction => ["setns", path, cloneFlag],
+  /**
+   * Opens every path first, then joins in runc's order: what the host's root may join, the user
+   * namespace (becoming its root), then what only that root may join. Pairs are [flag, path].
+   */
+  joinNamespaces: (
+    entries: readonly (readonly [cloneFlag: number, path: string])[],
+  ): Instruction => ["join_namespaces", entries.flatMap(([flag, path]) => [String(flag), path])],
+  /**
+   * unshare(CLONE_NEWUSER) with these maps (kernel uid_map text), written by a child left in the
+   * parent namespace, since the process inside lacks CAP_SETUID there; then becomes root inside.
+   */
+  newUserNamespace: (uidMap: string, gidMap: string): Instruction => ["userns_new", uidMap, gidMap],
+  /**
+   * A detached clone of a bind source (open_tree), idmapped when maps or a namespace path are
+   * given: made before any namespace changes, because once inside a user namespace the host path
+   * may be out of reach and MOUNT_ATTR_IDMAP needs CAP_SYS_ADMIN over the source's filesystem.
+   */
+  mountPrepare: (
+    slot: number,
+    source: string,
+    recursive: boolean,
+    /** MS_PRIVATE/MS_SLAVE/MS_SHARED for the whole clone, as a bind made inside would inherit. */
+    propagation: number,
+    idmap:
+      | { readonly recursive: boolean; readonly uidMap: string; readonly gidMap: string }
+      | { readonly recursive: boolean; readonly usernsPath: string }
+      | undefined,
+  ): Instruction => [
+    "mount_prepare",
+    slot,
+    source,
+    recursive ? 1 : 0,
+    propagation,
+    idmap?.recursive === true ? 1 : 0,
+    idmap !== undefined && "uidMap" in idmap ? idmap.uidMap : "",
+    idmap !== undefined && "gidMap" in idmap ? idmap.gidMap : "",
+    idmap !== undefined && "usernsPath" in idmap ? idmap.usernsPath : "",
+  ],
+  /** move_mount of a prepared clone onto its target in the container's mount namespace. */
+  mountAttach: (slot: number, target: string): Instruction => ["mount_attach", slot, target],
+  /**
+   * Attaches the prepared rootfs clone on the current directory (the helper chdir'ed to the rootfs
+   * while it could reach it) and enters it: in a user namespace the init names rootfs paths
+   * relative to it, since the rootfs's parent directories may be closed to the mapped root.
+   */
+  rootAttach: (slot: number): Instruction => ["root_attach", slot],
   /** An optional unshare that fails becomes a warning (e.g. a cgroup namespace in gVisor). */
   unshare: (flags: number, optional = false): Instruction => ["unshare", flags, optional ? 1 : 0],
   /** The helper forks; the parent reports the child's pid, then exits or (waitChild) waits for it. */
@@ -46,6 +91,8 @@ export const ins = {
     flags,
     scratch,
   ],
+  /** MS_PRIVATE on the mount holding `path` (walking up to a mount point), as runc does. */
+  parentMountPrivate: (path: string): Instruction => ["parent_mount_private", path],
   /** Makes the bound root a read-only overlay view now if the kernel cannot remount it later. */
   readonlyRootEarly: (rootfs: string): Instruction => ["readonly_root_early", rootfs],
   propagation: (target: string, flags: number): Instruction => ["propagation", target, flags],

@@ -41,6 +41,9 @@ export interface OciMount {
   readonly type?: string;
   readonly source?: string;
   readonly options?: readonly string[];
+  /** An idmapped mount's maps (validated by userns.ts parseIdMappings). */
+  readonly uidMappings?: readonly unknown[];
+  readonly gidMappings?: readonly unknown[];
 }
 
 export const NAMESPACE_TYPES = [

@@ -83,11 +83,13 @@ test("planCreate orders the init's work: cgroup, namespaces, fork, rootfs, pivot
   const o = ops(instructions);
   const at = (op: string): number => o.indexOf(op);
   assert.ok(
-    at("cgroup_join") < at("setns") && at("setns") < at("unshare") && at("unshare") < at("fork"),
+    at("cgroup_join") < at("join_namespaces") &&
+      at("join_namespaces") < at("unshare") &&
+      at("unshare") < at("fork"),
   );
   assert.ok(at("fork") < at("hostname") && at("hostname") < at("mount"));
   assert.ok(
-    at("listen") < at("pivot_root"),
+    at("listen") < at("join_namespaces"),
     "the start socket is bound while the host's paths are still visible",
   );
   assert.ok(
@@ -100,8 +102,8 @@ test("planCreate orders the init's work: cgroup, namespaces, fork, rootfs, pivot
   );
   assert.deepEqual(o.slice(-4), ["resolve_exec", "ready", "park", "exec"]);
   assert.deepEqual(
-    instructions.find((i) => i[0] === "setns"),
-    ["setns", "/var/run/netns/cni-1", CLONE_FLAGS.network],
+    instructions.find((i) => i[0] === "join_namespaces"),
+    ["join_namespaces", [String(CLONE_FLAGS.network), "/var/run/netns/cni-1"]],
   );
   assert.deepEqual(
     instructions.find((i) => i[0] === "unshare"),
@@ -158,7 +160,30 @@ test("planCreate refuses what would weaken the pod or touch the host", () => {
         machine(),
         inputs(spec({ hostname: "x", linux: { namespaces: [{ type: "mount" }] } })),
       ),
-    /hostname but has no new uts namespace/,
+    /hostname but the container has no uts namespace of its own/,
+  );
+  const hostUts = machine();
+  hostUts.sameFiles.add("/proc/1/ns/uts=/proc/self/ns/uts");
+  const withUts = (path: string): OciSpec =>
+    spec({
+      hostname: "x",
+      linux: { namespaces: [{ type: "mount" }, { type: "uts", path }] },
+    });
+  assert.throws(
+    () => planCreate(hostUts, inputs(withUts("/proc/1/ns/uts"))),
+    /no uts namespace of its own: it would rename the host/,
+  );
+  // Another uts namespace, joined by path, may be renamed (as runc allows).
+  assert.ok(planCreate(hostUts, inputs(withUts("/proc/77/ns/uts"))).instructions.length > 0);
+  const hostMnt = machine();
+  hostMnt.sameFiles.add("/proc/1/ns/mnt=/proc/self/ns/mnt");
+  assert.throws(
+    () =>
+      planCreate(
+        hostMnt,
+        inputs(spec({ linux: { namespaces: [{ type: "mount", path: "/proc/1/ns/mnt" }] } })),
+      ),
+    /mount namespace at \/proc\/1\/ns\/mnt is the host's/,
   );
   assert.throws(
     () =>
@@ -234,12 +259,8 @@ test("planCreate warns about what it cannot give instead of failing", () => {
   );
 });
 
-test("planNamespaces refuses user namespaces and a missing mount namespace", () => {
-  assert.throws(
-    () => planNamespaces([{ type: "mount" }, { type: "user" }]),
-    /user namespaces are not supported/,
-  );
-  assert.throws(() => planNamespaces([{ type: "pid" }]), /must ask for a new mount namespace/);
+test("planNamespaces refuses a missing mount namespace", () => {
+  assert.throws(() => planNamespaces([{ type: "pid" }]), /the spec has no mount namespace/);
 });
 
 test("encodeInstructions writes NUL-terminated fields and counted arrays", () => {

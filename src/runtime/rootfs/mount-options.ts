@@ -73,6 +73,8 @@ export interface MountOptions {
   readonly data: string;
   /** "rro": read-only down the whole tree, submounts included (mount_setattr, Linux 5.12+). */
   readonly recursiveReadonly: boolean;
+  /** "idmap" maps the top mount only, "ridmap" every submount too (runtime-spec config.md). */
+  readonly idmap?: "idmap" | "ridmap";
   readonly warnings: readonly string[];
 }
 
@@ -82,6 +84,7 @@ export function parseMountOptions(options: readonly string[] | undefined): Mount
   const data: string[] = [];
   const warnings: string[] = [];
   let recursiveReadonly = false;
+  let idmap: "idmap" | "ridmap" | undefined;
   for (const opt of options ?? []) {
     const flag = FLAG_OPTIONS[opt];
     if (flag !== undefined) {
@@ -99,13 +102,24 @@ export function parseMountOptions(options: readonly string[] | undefined): Mount
       recursiveReadonly = true;
       continue;
     }
-    if (opt === "tmpcopyup" || opt === "idmap" || opt === "ridmap" || opt.startsWith("x-")) {
+    if (opt === "idmap" || opt === "ridmap") {
+      idmap = opt;
+      continue;
+    }
+    if (opt === "tmpcopyup" || opt.startsWith("x-")) {
       warnings.push(`mount option "${opt}" is not supported and was ignored`);
       continue;
     }
     data.push(opt);
   }
-  return { flags, propagation, data: data.join(","), recursiveReadonly, warnings };
+  return {
+    flags,
+    propagation,
+    data: data.join(","),
+    recursiveReadonly,
+    ...(idmap === undefined ? {} : { idmap }),
+    warnings,
+  };
 }
 
 export function propagationFlags(name: string | undefined): number | undefined {

@@ -1,9 +1,10 @@
 import type { CgroupEntry } from "../cgroups.js";
 import { RuntimeError } from "../errors.js";
 import { ins, type Instruction } from "../instructions.js";
-import type { OciSpec } from "../spec.js";
+import type { OciMount, OciSpec } from "../spec.js";
 import type { Syscalls } from "../syscalls.js";
-import { MS, parseMountOptions, propagationFlags } from "./mount-options.js";
+import { mapText, parseIdMappings, type UserNamespacePlan } from "../userns.js";
+import { MS, parseMountOptions, propagationFlags, type MountOptions } from "./mount-options.js";
 import { resolveInRootfs } from "./resolve.js";
 
 export interface RootfsContext {
@@ -16,9 +17,16 @@ export interface RootfsContext {
   readonly cwd: string;
   /** A directory outside the rootfs for read-only views of bind sources (see remountBind). */
   readonly scratchDir: string;
+  /** The container's user namespace, if it has one: bind sources are then cloned from outside it. */
+  readonly userns?: UserNamespacePlan;
 }
 
 export interface RootfsPlan {
+  /**
+   * Run by the helper before any namespace changes: detached clones of bind sources (idmapped ones,
+   * and every bind of a container with a user namespace), attached later by slot.
+   */
+  readonly prepare: readonly Instruction[];
   /** Run in the new mount namespace, before the root changes. */
   readonly beforePivot: readonly Instruction[];
   /** Run after pivot_root, with the container's paths. */
@@ -52,7 +60,24 @@ function dirName(p: string): string {
  * are resolved here, against the rootfs as it is before any mount, and an escaping destination is
  * refused before anything is created.
  */
+/**
+ * How the init names a path under the rootfs. In a user namespace, relative to its current
+ * directory, which the helper set to the rootfs while it was still root on the host: the init is
+ * then the mapped root, and the rootfs's parents may be closed to it (containerd's state dir under
+ * a 0700 directory). Elsewhere by its absolute host path.
+ */
+export function initPath(rootfs: string, inUserns: boolean, hostPath: string): string {
+  if (!inUserns) return hostPath;
+  if (hostPath === rootfs) return ".";
+  if (!hostPath.startsWith(`${rootfs}/`))
+    throw new Error(`initPath: ${hostPath} is not under the rootfs ${rootfs}`);
+  return `.${hostPath.slice(rootfs.length)}`;
+}
+
 export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): RootfsPlan {
+  const inUserns = ctx.userns !== undefined;
+  const at = (hostPath: string): string => initPath(ctx.rootfs, inUserns, hostPath);
+  const prepare: Instruction[] = [];
   const before: Instruction[] = [];
   const after: Instruction[] = [];
   const warnings: string[] = [];
@@ -62,19 +87,30 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
       `config.json: linux.rootfsPropagation "${spec.linux.rootfsPropagation}" is not a propagation mode`,
     );
   // Our mounts must not leak back to the host (runc: MS_SLAVE|MS_REC unless the spec says otherwise).
-  before.push(ins.rootPropagation(rootPropagation ?? MS.SLAVE | MS.REC));
+  const propagation = rootPropagation ?? MS.SLAVE | MS.REC;
+  before.push(ins.rootPropagation(propagation));
+  const clonePropagation = propagation & ~MS.REC;
   // pivot_root needs the new root to be a mount point.
-  before.push(ins.mount(ctx.rootfs, ctx.rootfs, "", MS.BIND | MS.REC, "", false));
+  if (inUserns) {
+    prepare.push(ins.mountPrepare(0, ctx.rootfs, true, clonePropagation, undefined));
+    prepare.push(ins.chdir(ctx.rootfs));
+    before.push(ins.rootAttach(0));
+  } else {
+    // As runc's prepareRoot: pivot_root refuses a new root whose parent mount is shared (EINVAL),
+    // which a shared rootfsPropagation makes it; the bind then does not propagate either.
+    before.push(ins.parentMountPrivate(ctx.rootfs));
+    before.push(ins.mount(ctx.rootfs, ctx.rootfs, "", MS.BIND | MS.REC, "", false));
+  }
   if (spec.root.readonly === true) {
     // A kernel that cannot remount gets its read-only root now, as an overlay view, so every mount
     // point in the root itself has to exist before (mount points inside other mounts come later).
-    before.push(...mountPointsInRoot(sys, spec, ctx), ins.readonlyRootEarly(ctx.rootfs));
+    before.push(...mountPointsInRoot(sys, spec, ctx, at), ins.readonlyRootEarly(at(ctx.rootfs)));
   }
 
   let devMounted = false;
   for (const [index, m] of (spec.mounts ?? []).entries()) {
     const what = `mounts[${index}].destination`;
-    const target = resolveInRootfs(sys, ctx.rootfs, m.destination, what);
+    const target = at(resolveInRootfs(sys, ctx.rootfs, m.destination, what));
     const opts = parseMountOptions(m.options);
     warnings.push(...opts.warnings.map((w) => `${m.destination}: ${w}`));
     const type = m.type ?? "";
@@ -93,7 +129,15 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
       if (kind === undefined)
         throw new RuntimeError(`mounts[${index}]: bind source ${source} does not exist`);
       before.push(kind === "directory" ? ins.mkdir(target) : ins.touch(target));
-      before.push(ins.mount(source, target, "", MS.BIND | (opts.flags & MS.REC), "", false));
+      const idmap = idmapOf(m, index, opts, ctx.userns);
+      // Inside a user namespace the init is the mapped root, without any right over host paths
+      // (a bundle under a 0700 directory, containerd's sandbox files), so the clone is made outside.
+      if (idmap !== undefined || ctx.userns !== undefined) {
+        const slot = prepare.filter((i) => i[0] === "mount_prepare").length;
+        const recursive = (opts.flags & MS.REC) !== 0;
+        prepare.push(ins.mountPrepare(slot, source, recursive, clonePropagation, idmap));
+        before.push(ins.mountAttach(slot, target));
+      } else before.push(ins.mount(source, target, "", MS.BIND | (opts.flags & MS.REC), "", false));
       const extra = opts.flags & ~(MS.BIND | MS.REC | MS.REMOUNT);
       if (extra !== 0)
         before.push(
@@ -105,6 +149,10 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
           ),
         );
     } else {
+      if (m.uidMappings !== undefined || m.gidMappings !== undefined || opts.idmap !== undefined)
+        throw new RuntimeError(
+          `mounts[${index}] (${m.destination}): idmapped mounts must be bind mounts, not type "${type}"`,
+        );
       before.push(ins.mkdir(target));
       // mqueue needs an IPC namespace the sandbox may not give; losing it does not weaken isolation.
       const optional = type === "mqueue";
@@ -114,14 +162,15 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
     for (const p of opts.propagation) before.push(ins.propagation(target, p));
   }
 
-  const dev = resolveInRootfs(sys, ctx.rootfs, "/dev", "/dev");
-  if (devMounted || sys.kindOf(dev) === "directory") {
+  const devOnHost = resolveInRootfs(sys, ctx.rootfs, "/dev", "/dev");
+  const dev = at(devOnHost);
+  if (devMounted || sys.kindOf(devOnHost) === "directory") {
     for (const d of DEFAULT_DEVICES)
       before.push(
         ins.device(`${dev}/${d.name}`, "c", d.major, d.minor, 0o666, 0, 0, `/dev/${d.name}`),
       );
     for (const d of spec.linux?.devices ?? []) {
-      const target = resolveInRootfs(sys, ctx.rootfs, d.path, `linux.devices path`);
+      const target = at(resolveInRootfs(sys, ctx.rootfs, d.path, `linux.devices path`));
       before.push(ins.mkdir(dirName(target)));
       before.push(
         ins.device(
@@ -139,8 +188,11 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
     before.push(ins.symlink("pts/ptmx", `${dev}/ptmx`));
     for (const [target, name] of DEV_SYMLINKS) before.push(ins.symlink(target, `${dev}/${name}`));
   }
-  before.push(ctx.noPivot ? ins.moveRoot(ctx.rootfs) : ins.pivotRoot(ctx.rootfs));
+  before.push(ctx.noPivot ? ins.moveRoot(at(ctx.rootfs)) : ins.pivotRoot(at(ctx.rootfs)));
 
+  // ...and, as runc, the propagation asked for is set again on the new root once it is the root.
+  if (rootPropagation !== undefined && (rootPropagation & MS.PRIVATE) === 0)
+    after.push(ins.propagation("/", rootPropagation));
   for (const [name, value] of Object.entries(spec.linux?.sysctl ?? {})) {
     // As runc (libcontainer/configs/validate): net.* only in a network namespace that is not the host's.
     const net = spec.linux?.namespaces?.find((n) => n.type === "network");
@@ -155,7 +207,41 @@ export function planRootfs(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Ro
   for (const p of spec.linux?.readonlyPaths ?? []) after.push(ins.readonly(p));
   for (const p of spec.linux?.maskedPaths ?? []) after.push(ins.mask(p));
   if (spec.root.readonly === true) after.push(ins.remountRootReadonly());
-  return { beforePivot: before, afterPivot: after, warnings };
+  return { prepare, beforePivot: before, afterPivot: after, warnings };
+}
+
+/**
+ * The idmapping of a bind mount, as runc reads it (libcontainer/specconv): the mount's own maps, or
+ * with "idmap"/"ridmap" alone the container's user namespace. "ridmap" maps submounts too.
+ */
+function idmapOf(
+  m: OciMount,
+  index: number,
+  opts: MountOptions,
+  userns: UserNamespacePlan | undefined,
+): Parameters<typeof ins.mountPrepare>[4] {
+  const hasMaps = m.uidMappings !== undefined || m.gidMappings !== undefined;
+  if (!hasMaps && opts.idmap === undefined) return undefined;
+  const recursive = opts.idmap === "ridmap";
+  if (hasMaps) {
+    if (m.uidMappings === undefined || m.gidMappings === undefined)
+      throw new RuntimeError(
+        `config.json: mounts[${index}] (${m.destination}) is idmapped but lacks ${m.uidMappings === undefined ? "uidMappings" : "gidMappings"}; give both`,
+      );
+    const uid = parseIdMappings(m.uidMappings, `mounts[${index}].uidMappings`);
+    const gid = parseIdMappings(m.gidMappings, `mounts[${index}].gidMappings`);
+    return { recursive, uidMap: mapText(uid), gidMap: mapText(gid) };
+  }
+  if (userns === undefined)
+    throw new RuntimeError(
+      `config.json: mounts[${index}] (${m.destination}) has option "${opts.idmap}" but neither uidMappings/gidMappings nor a user namespace to take them from`,
+    );
+  if (userns.kind === "join") return { recursive, usernsPath: userns.path };
+  return {
+    recursive,
+    uidMap: mapText(userns.uidMappings),
+    gidMap: mapText(userns.gidMappings),
+  };
 }
 
 function isUnder(path: string, dir: string): boolean {
@@ -163,7 +249,12 @@ function isUnder(path: string, dir: string): boolean {
 }
 
 /** mkdir/touch of every mount target not inside an earlier mount's target, and of the cwd. */
-function mountPointsInRoot(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): Instruction[] {
+function mountPointsInRoot(
+  sys: Syscalls,
+  spec: OciSpec,
+  ctx: RootfsContext,
+  at: (hostPath: string) => string,
+): Instruction[] {
   const out: Instruction[] = [];
   const mounted: string[] = [];
   for (const [index, m] of (spec.mounts ?? []).entries()) {
@@ -175,11 +266,11 @@ function mountPointsInRoot(sys: Syscalls, spec: OciSpec, ctx: RootfsContext): In
         ? (m.source as string)
         : `${ctx.bundle}/${m.source ?? ""}`;
       const file = isBind && sys.kindOf(source, true) !== "directory";
-      out.push(file ? ins.touch(target) : ins.mkdir(target));
+      out.push(file ? ins.touch(at(target)) : ins.mkdir(at(target)));
     }
     mounted.push(target);
   }
-  if (!mounted.some((dir) => isUnder(ctx.cwd, dir))) out.push(ins.mkdir(ctx.cwd));
+  if (!mounted.some((dir) => isUnder(ctx.cwd, dir))) out.push(ins.mkdir(at(ctx.cwd)));
   return out;
 }
 
