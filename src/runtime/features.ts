@@ -6,8 +6,9 @@ import {
   SECCOMP_OPERATORS,
 } from "./process/seccomp.js";
 
-export const RUNTIME_VERSION = "0.1.0";
-export const OCI_VERSION = "1.2.0";
+import { OCI_VERSION, RUNTIME_VERSION } from "./version.js";
+
+export { OCI_VERSION, RUNTIME_VERSION };
 
 /**
  * `features`: what this runtime implements. containerd offers CRI user namespaces only to a handler

@@ -1,24 +1,17 @@
 #!/usr/bin/env bun
 import { containerId, flagBool, flagString, parseCommandLine, type GlobalOptions } from "./args.js";
 import { findHelper, makeContext, type RuntimeContext } from "./context.js";
-import { create, createOptions } from "./create.js";
-import { deleteContainer } from "./delete.js";
 import { RuntimeError } from "./errors.js";
-import { exec, execOptions } from "./exec.js";
-import { featuresJson, OCI_VERSION, RUNTIME_VERSION } from "./features.js";
-import { kill } from "./kill.js";
+import { OCI_VERSION, RUNTIME_VERSION } from "./version.js";
 import { fileLogger, type Logger } from "./log.js";
-import { pause } from "./pause.js";
-import { ps } from "./ps.js";
-import { resume } from "./resume.js";
-import { start } from "./start.js";
-import { state } from "./state.js";
 import { hostSyscalls } from "./syscalls.js";
-import { update } from "./update.js";
 
 const USAGE = `usage: sandkube-runtime [--root DIR] [--log FILE] [--log-format json|text] COMMAND [flags] ID
 commands: create start state kill delete exec ps update pause resume features --version`;
 
+// Each verb's module is loaded only when that verb runs: the runtime starts several times per
+// container, and evaluating every module at each start cost more than the verb itself
+// (docs/runtime-engine.md, "Start time").
 async function dispatch(
   ctx: RuntimeContext,
   command: string,
@@ -26,42 +19,51 @@ async function dispatch(
   positionals: readonly string[],
 ): Promise<number> {
   switch (command) {
-    case "create":
+    case "create": {
+      const { create, createOptions } = await import("./create.js");
       await create(ctx, createOptions(containerId(positionals, command), flags, process.cwd()));
       return 0;
+    }
     case "start":
-      await start(ctx, containerId(positionals, command));
+      await (await import("./start.js")).start(ctx, containerId(positionals, command));
       return 0;
     case "state":
-      state(ctx, containerId(positionals, command));
+      (await import("./state.js")).state(ctx, containerId(positionals, command));
       return 0;
     case "kill":
-      await kill(
-        ctx,
-        containerId(positionals, command),
-        positionals[1],
-        flagBool(flags, "all", "a"),
-      );
+      await (
+        await import("./kill.js")
+      ).kill(ctx, containerId(positionals, command), positionals[1], flagBool(flags, "all", "a"));
       return 0;
     case "delete":
-      await deleteContainer(ctx, containerId(positionals, command), flagBool(flags, "force", "f"));
+      await (
+        await import("./delete.js")
+      ).deleteContainer(ctx, containerId(positionals, command), flagBool(flags, "force", "f"));
       return 0;
-    case "exec":
+    case "exec": {
+      const { exec, execOptions } = await import("./exec.js");
       return exec(ctx, containerId(positionals, command), execOptions(flags, positionals));
+    }
     case "ps":
-      ps(ctx, containerId(positionals, command), flagString(flags, "format", "f") ?? "table");
+      (await import("./ps.js")).ps(
+        ctx,
+        containerId(positionals, command),
+        flagString(flags, "format", "f") ?? "table",
+      );
       return 0;
     case "update":
-      await update(ctx, containerId(positionals, command), flagString(flags, "resources", "r"));
+      await (
+        await import("./update.js")
+      ).update(ctx, containerId(positionals, command), flagString(flags, "resources", "r"));
       return 0;
     case "pause":
-      await pause(ctx, containerId(positionals, command));
+      await (await import("./pause.js")).pause(ctx, containerId(positionals, command));
       return 0;
     case "resume":
-      await resume(ctx, containerId(positionals, command));
+      await (await import("./resume.js")).resume(ctx, containerId(positionals, command));
       return 0;
     case "features":
-      ctx.print(`${JSON.stringify(featuresJson(), null, 2)}\n`);
+      ctx.print(`${JSON.stringify((await import("./features.js")).featuresJson(), null, 2)}\n`);
       return 0;
     case "--version":
       ctx.print(
