@@ -283,6 +283,8 @@ export async function create(ctx: RuntimeContext, options: CreateOptions): Promi
   try {
     // Recorded before they exist, so that a create killed from here on leaves no unknown cgroup.
     store.recordPendingCgroups(options.id, dirs);
+    if (sharedMounts !== undefined)
+      store.recordPendingSharedMounts(options.id, rootfs, sharedMounts.rootfsDepth);
     if (hierarchies.length === 0)
       log.warn("no cgroup filesystem is mounted; the container runs without cgroups");
     const setup = setupCgroups(sys, hierarchies, dirs, spec.linux?.resources);

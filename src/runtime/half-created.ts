@@ -7,6 +7,7 @@ import {
 } from "./cgroups.js";
 import type { RuntimeContext } from "./context.js";
 import { RuntimeError } from "./errors.js";
+import { releaseSharedMounts } from "./release-mounts.js";
 import { processStartTime } from "./state-store.js";
 import type { Syscalls } from "./syscalls.js";
 
@@ -120,5 +121,7 @@ export async function deleteHalfCreated(ctx: RuntimeContext, id: string): Promis
   }
   const left = await removeCgroups(sys, [...cgroups]);
   left.forEach((l) => log.warn(`cgroup not removed: ${l}`));
+  const shared = store.pendingSharedMounts(id);
+  if (shared !== undefined) await releaseSharedMounts(ctx, shared.rootfs, dir, shared.rootfsDepth);
   store.remove(id);
 }

@@ -38,6 +38,7 @@ export const CREATOR_FILE = "creator.json";
 /** The cgroup dirs create is about to make, one a line, written before it makes them. */
 export const PENDING_CGROUPS_FILE = "cgroups.pending";
 export const STATE_FILE = "state.json";
+export const SHARED_MOUNTS_FILE = "shared-mounts.json";
 
 export interface CreatorRecord {
   readonly pid: number;
@@ -168,6 +169,30 @@ export class StateStore {
       throw e;
     }
     return JSON.parse(text) as ContainerState;
+  }
+
+  /**
+   * Kernels without mount namespaces: the rootfs and its mount depth, written before the helper
+   * mounts anything in the shared table, so that a create killed before state.json is undone too.
+   */
+  recordPendingSharedMounts(id: string, rootfs: string, rootfsDepth: number): void {
+    writeAtomic(
+      this.sys,
+      `${this.dir(id)}/${SHARED_MOUNTS_FILE}`,
+      JSON.stringify({ rootfs, rootfsDepth }),
+      0o600,
+    );
+  }
+
+  pendingSharedMounts(id: string): { rootfs: string; rootfsDepth: number } | undefined {
+    try {
+      return JSON.parse(this.sys.readFile(`${this.dir(id)}/${SHARED_MOUNTS_FILE}`)) as {
+        rootfs: string;
+        rootfsDepth: number;
+      };
+    } catch {
+      return undefined;
+    }
   }
 
   /** The ids of every container under this root. */

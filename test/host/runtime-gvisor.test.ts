@@ -73,6 +73,11 @@ sleep 0.5
 ${r} state gv | grep -o '"status": "[a-z]*"' | tr -d '" ' | sed 's/:/=/'
 ${r} delete gv; echo delete=$?
 ${r} state gv 2>&1 | grep -q 'does not exist' && echo gone=yes
+# A create killed before state.json (made so by removing it): delete still takes every mount down.
+before=$(grep -c . /proc/self/mountinfo)
+${r} create --bundle ${lab.bundle} hc > /dev/null 2>&1 && rm ${lab.dir}/gv-state/hc/state.json
+${r} delete hc; echo halfdelete=$?
+[ "$(grep -c . /proc/self/mountinfo)" = "$before" ] && echo mounts=restored || grep ${lab.bundle} /proc/self/mountinfo
 sed -n 's/.*"level":"\\([a-z]*\\)","msg":"\\([^"]*\\)".*/\\1=\\2/p' ${lab.log}
 `;
 }
@@ -127,6 +132,7 @@ for (const [name, binary] of [
       assert.match(out, /ttyexec=0\nreceived \/dev\/pts\/\d+ fds=1\n/);
       assert.match(out, /stdin-is-a-tty\r?\nvia-pty/);
       assert.match(out, /kill=0\nstatus=stopped\ndelete=0\ngone=yes/);
+      assert.match(out, /halfdelete=0\nmounts=restored\n/, out);
     });
 
     if (name === "runsc")
