@@ -366,24 +366,53 @@ static void mark_fds_cloexec(int first) {
   for (int fd = first; fd < max; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
-static void send_fd(int sock, int fd, const char *name) {
-  struct msghdr msg = {0};
-  struct iovec iov = {.iov_base = (void *)name, .iov_len = strlen(name)};
+/* Unix-socket messages with one control message (SCM_RIGHTS fds or SCM_CREDENTIALS): the console,
+ * the exec agent's root, a handover, and a handed-over process naming itself. */
+#define CONTROL_MAX 1024
+static void send_control(int sock, const void *data, size_t len, int type, const void *control, size_t control_len, const char *what) {
   union {
-    char buf[CMSG_SPACE(sizeof(int))];
+    char buf[CMSG_SPACE(CONTROL_MAX)];
     struct cmsghdr align;
   } u;
+  if (control_len > CONTROL_MAX) die("too much to send with %s", what);
   memset(&u, 0, sizeof u);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = u.buf;
-  msg.msg_controllen = sizeof u.buf;
+  struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = CMSG_SPACE(control_len)};
   struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
   c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) die("send %s over a unix socket", name);
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(control_len);
+  memcpy(CMSG_DATA(c), control, control_len);
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) die("send %s over a unix socket", what);
+}
+
+/* Receives into data and, when the message carries one of `type`, its payload into control.
+ * Returns recvmsg's result; *control_len is 0 when no such control message came. */
+static ssize_t recv_control(int sock, void *data, size_t len, int type, void *control, size_t *control_len) {
+  union {
+    char buf[CMSG_SPACE(CONTROL_MAX)];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {.iov_base = data, .iov_len = len};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t r;
+  do r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (r < 0 && errno == EINTR);
+  size_t max = *control_len;
+  *control_len = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); r > 0 && c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != type) continue;
+    size_t n = c->cmsg_len - CMSG_LEN(0);
+    if (n > max) n = max;
+    memcpy(control, CMSG_DATA(c), n);
+    *control_len = n;
+    break;
+  }
+  return r;
+}
+
+static void send_fd(int sock, int fd, const char *name) {
+  send_control(sock, name, strlen(name), SCM_RIGHTS, &fd, sizeof fd, name);
 }
 
 static void make_pty(uid_t uid, gid_t gid) {
@@ -893,39 +922,16 @@ static void hand_over(const char *path, int preserve) {
   if (console_fd >= 0) fds[n++] = console_fd;
   struct handover_header h = {
       .magic = HANDOVER_MAGIC, .nfds = n, .preserve = (uint32_t)preserve, .has_console = console_fd >= 0, .stream_len = stream_len - cursor};
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * HANDOVER_MAX_FDS)];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct iovec iov = {.iov_base = &h, .iov_len = sizeof h};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-  memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) die("hand over to %s", path);
+  send_control(sock, &h, sizeof h, SCM_RIGHTS, fds, sizeof(int) * n, "the handover");
   write_all(sock, stream + cursor, stream_len - cursor, "instructions");
   /* A process forked on the other side names itself with SCM_CREDENTIALS, which the kernel
    * translates into our pid namespace; the connection closes when the other side is done. */
   for (;;) {
     char byte;
-    union {
-      char buf[CMSG_SPACE(sizeof(struct ucred))];
-      struct cmsghdr align;
-    } cu;
-    struct iovec biov = {.iov_base = &byte, .iov_len = 1};
-    struct msghdr m = {.msg_iov = &biov, .msg_iovlen = 1, .msg_control = cu.buf, .msg_controllen = sizeof cu.buf};
-    ssize_t r = recvmsg(sock, &m, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
-      if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_CREDENTIALS) continue;
-      struct ucred cred;
-      memcpy(&cred, CMSG_DATA(h), sizeof cred);
-      dprintf(report_fd, "pid %d\n", (int)cred.pid);
-    }
+    struct ucred cred;
+    size_t got = sizeof cred;
+    if (recv_control(sock, &byte, 1, SCM_CREDENTIALS, &cred, &got) <= 0) break;
+    if (got == sizeof cred) dprintf(report_fd, "pid %d\n", (int)cred.pid);
   }
   close(sock);
   _exit(0);
@@ -933,20 +939,7 @@ static void hand_over(const char *path, int preserve) {
 
 static void send_own_pid(int sock) {
   struct ucred cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
-  char byte = 'p';
-  union {
-    char buf[CMSG_SPACE(sizeof(struct ucred))];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_CREDENTIALS;
-  c->cmsg_len = CMSG_LEN(sizeof cred);
-  memcpy(CMSG_DATA(c), &cred, sizeof cred);
-  if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) die("send the process's pid to the runtime");
+  send_control(sock, "p", 1, SCM_CREDENTIALS, &cred, sizeof cred, "the process's pid to the runtime");
 }
 
 static void read_all(int fd, char *buf, size_t len) {
@@ -962,21 +955,12 @@ static void read_all(int fd, char *buf, size_t len) {
 /* The other end of hand_over: installs the fds where the helper had them and takes the list. */
 static void receive_handover(int conn) {
   struct handover_header h;
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * HANDOVER_MAX_FDS)];
-    struct cmsghdr align;
-  } u;
-  struct iovec iov = {.iov_base = &h, .iov_len = sizeof h};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-  ssize_t r;
-  do r = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
-  while (r < 0 && errno == EINTR);
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  if (r != (ssize_t)sizeof h || h.magic != HANDOVER_MAGIC || !c || c->cmsg_type != SCM_RIGHTS) _exit(1);
-  uint32_t n = (uint32_t)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-  if (n != h.nfds || n < 4 || n != 4 + h.preserve + (h.has_console ? 1 : 0)) _exit(1);
   int got[HANDOVER_MAX_FDS];
-  memcpy(got, CMSG_DATA(c), sizeof(int) * n);
+  size_t got_len = sizeof got;
+  ssize_t r = recv_control(conn, &h, sizeof h, SCM_RIGHTS, got, &got_len);
+  if (r != (ssize_t)sizeof h || h.magic != HANDOVER_MAGIC) _exit(1);
+  uint32_t n = (uint32_t)(got_len / sizeof(int));
+  if (n != h.nfds || n < 4 || n != 4 + h.preserve + (h.has_console ? 1 : 0)) _exit(1);
   stream_len = (size_t)h.stream_len;
   stream = malloc(stream_len + 1);
   if (!stream) _exit(1);
@@ -1081,19 +1065,10 @@ static void fork_init_and_agent(void) {
   detach_from_runtime(devnull);
   /* The init sends its root once it is set up; EOF means it died first. */
   char name[16];
-  struct iovec iov = {.iov_base = name, .iov_len = sizeof name};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-  ssize_t r;
-  do r = recvmsg(agent_pair[1], &msg, MSG_CMSG_CLOEXEC);
-  while (r < 0 && errno == EINTR);
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  if (r <= 0 || !c || c->cmsg_type != SCM_RIGHTS) _exit(0);
   int root;
-  memcpy(&root, CMSG_DATA(c), sizeof root);
+  size_t root_len = sizeof root;
+  ssize_t r = recv_control(agent_pair[1], name, sizeof name, SCM_RIGHTS, &root, &root_len);
+  if (r <= 0 || root_len != sizeof root) _exit(0);
   close(agent_pair[1]);
   if (fchdir(root) < 0 || chroot(".") < 0 || chdir("/") < 0) _exit(1);
   root_is_chroot = r >= 6 && !memcmp(name, "chroot", 6);

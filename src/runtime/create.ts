@@ -258,7 +258,7 @@ export async function create(ctx: RuntimeContext, options: CreateOptions): Promi
     controllers: h.controllers,
   }));
   const capLastCapPresent = sys.kindOf("/proc/sys/kernel/cap_last_cap") !== undefined;
-  const sharedMounts = kernelIsolatesMounts((path) => sys.kindOf(path) !== undefined)
+  const sharedMounts = kernelIsolatesMounts(sys)
     ? undefined
     : { rootfsDepth: mountDepth(sys.readFile("/proc/self/mountinfo"), rootfs) };
   const withoutSetns = kernelJoinsNamespaces(sys)

@@ -4,6 +4,7 @@
  * sandbox's one mount table and outlives the container. delete takes them down again.
  */
 import { ins, type Instruction } from "../instructions.js";
+import type { Syscalls } from "../syscalls.js";
 
 /** Mount points in /proc/self/mountinfo order (field 5, octal escapes decoded). */
 export function mountPoints(mountinfo: string): string[] {
@@ -50,6 +51,6 @@ export function mountDepth(mountinfo: string, path: string): number {
 }
 
 /** Whether each container can have mounts of its own (a kernel with mount namespaces shows them). */
-export function kernelIsolatesMounts(readable: (path: string) => boolean): boolean {
-  return readable("/proc/self/ns/mnt");
+export function kernelIsolatesMounts(sys: Syscalls): boolean {
+  return sys.kindOf("/proc/self/ns/mnt") !== undefined;
 }
