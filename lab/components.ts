@@ -1,58 +1,13 @@
 /**
- * The lab's pinned components: what to build, from which Go module, at which version.
- * Pure data. lab/build.ts turns each entry into go commands.
+ * The lab's pinned components: the node's own binaries (src/install/components.ts, which
+ * `sandkube install` builds from the same recipes) plus what only the lab needs: runsc in two
+ * versions, critest, and the Debian packages of the scenarios. Pure data.
  */
-
-/** Where a built binary lands: the flat binary folder, or the CNI plugin folder. */
-export type BinaryDestination = "bin" | "cni";
-
-export interface GoBinary {
-  /** Import path of the main package (or, for a "test" binary, of the package under test). */
-  readonly pkg: string;
-  /** File name in its destination folder. */
-  readonly name: string;
-  readonly destination: BinaryDestination;
-}
-
-/**
- * How the module becomes binaries.
- * - "install": `go install pkg@version`. Refused by go when the module's go.mod has replace or
- *   exclude lines, so only for modules without them.
- * - "wrapper": a generated module that requires the target, so that the target's replace lines are
- *   ignored and rewritten into ones that point at published versions (lab/build-gomod.ts).
- */
-export type BuildStrategy =
-  | { readonly kind: "install" }
-  | {
-      readonly kind: "wrapper";
-      /** Folder name under labDir()/modules, shared by components built from the same wrapper. */
-      readonly wrapper: string;
-      /**
-       * Published version for a module the target's go.mod replaces with a local folder, or
-       * undefined when there is none (allowed only for modules the target does not require).
-       */
-      readonly localReplacement: (modulePath: string) => string | undefined;
-      /** `go test -c` instead of `go build`: critest is the test binary of a package. */
-      readonly testBinary?: boolean;
-    };
-
-export interface GoComponent {
-  readonly kind: "go";
-  readonly name: string;
-  readonly module: string;
-  readonly version: string;
-  readonly binaries: readonly GoBinary[];
-  readonly strategy: BuildStrategy;
-  /** GOTOOLCHAIN: "local" uses the machine's go; "go1.21.13" makes go fetch that toolchain. */
-  readonly toolchain: string;
-  readonly cgo: boolean;
-  readonly tags: readonly string[];
-  readonly ldflags: readonly string[];
-  /** Debian packages that must be present before building (headers for cgo). */
-  readonly needsDebian: readonly string[];
-  /** Why this component is built the way it is; copied into the manifest. */
-  readonly note?: string;
-}
+import {
+  CRI_TOOLS_VERSION,
+  INSTALL_COMPONENTS,
+  type GoComponent,
+} from "../src/install/components.js";
 
 export interface DebianComponent {
   readonly kind: "debian";
@@ -62,75 +17,8 @@ export interface DebianComponent {
 
 export type LabComponent = GoComponent | DebianComponent;
 
-export const KUBERNETES_VERSION = "v1.34.4";
 export const GVISOR_VERSION = "v0.0.0-20260905035102-160fafc42237";
 export const GVISOR_OLD_VERSION = "v0.0.0-20230715022000-fd277b20b8db";
-export const CONTAINERD_VERSION = "v2.4.2";
-export const RUNC_VERSION = "v1.4.4";
-export const CNI_PLUGINS_VERSION = "v1.9.1";
-export const CRI_TOOLS_VERSION = "v1.34.0";
-export const ETCD_VERSION = "v3.6.16";
-
-/**
- * k8s.io/kubernetes v1.X.Y requires its staging modules at v0.0.0 and replaces them with
- * ./staging/src/k8s.io/NAME; each one is published on its own as v0.X.Y.
- */
-export function kubernetesStagingVersion(kubernetesVersion: string): string {
-  const match = /^v1\.(\d+)\.(\d+)$/.exec(kubernetesVersion);
-  if (!match) throw new Error(`not a Kubernetes release version: ${kubernetesVersion}`);
-  return `v0.${match[1]}.${match[2]}`;
-}
-
-/** Linker flags that make Kubernetes binaries report their version, as hack/lib/version.sh does. */
-export function kubernetesVersionLdflags(kubernetesVersion: string): string[] {
-  const match = /^v(\d+)\.(\d+)\.\d+$/.exec(kubernetesVersion);
-  if (!match) throw new Error(`not a Kubernetes release version: ${kubernetesVersion}`);
-  const fields: Record<string, string> = {
-    gitVersion: kubernetesVersion,
-    gitMajor: match[1] ?? "",
-    gitMinor: match[2] ?? "",
-    gitTreeState: "clean",
-  };
-  return ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"].flatMap((pkg) =>
-    Object.entries(fields).map(([field, value]) => `-X ${pkg}.${field}=${value}`),
-  );
-}
-
-function kubernetesComponent(name: string): GoComponent {
-  const staging = kubernetesStagingVersion(KUBERNETES_VERSION);
-  return {
-    kind: "go",
-    name,
-    module: "k8s.io/kubernetes",
-    version: KUBERNETES_VERSION,
-    binaries: [{ pkg: `k8s.io/kubernetes/cmd/${name}`, name, destination: "bin" }],
-    strategy: {
-      kind: "wrapper",
-      wrapper: "kubernetes",
-      localReplacement: (modulePath) => (modulePath.startsWith("k8s.io/") ? staging : undefined),
-    },
-    toolchain: "local",
-    cgo: false,
-    tags: [],
-    // -s -w as upstream's release builds (hack/lib/golang.sh strips unless DBG=1).
-    ldflags: ["-s", "-w", ...kubernetesVersionLdflags(KUBERNETES_VERSION)],
-    needsDebian: [],
-    // v1.35+ kubelet refuses cgroup v1 unless failCgroupV1: false; gVisor only has cgroup v1.
-    note: "v1.34.x: last minor whose kubelet accepts cgroup v1 by default",
-  };
-}
-
-const cniPlugin = (path: string): GoBinary => ({
-  pkg: `github.com/containernetworking/plugins/plugins/${path}`,
-  name: path.split("/").pop() ?? path,
-  destination: "cni",
-});
-
-const containerdBinary = (name: string): GoBinary => ({
-  pkg: `github.com/containerd/containerd/v2/cmd/${name}`,
-  name,
-  destination: "bin",
-});
 
 /** Build order matters: other engineers start using containerd, runc and kubelet first. */
 export const LAB_COMPONENTS: readonly LabComponent[] = [
@@ -176,88 +64,7 @@ export const LAB_COMPONENTS: readonly LabComponent[] = [
     needsDebian: [],
     note: "gVisor before August 2023: no /proc/sys/kernel/cap_last_cap, uname 4.4.0",
   },
-  {
-    kind: "go",
-    name: "containerd",
-    module: "github.com/containerd/containerd/v2",
-    version: CONTAINERD_VERSION,
-    binaries: ["containerd", "containerd-shim-runc-v2", "ctr"].map(containerdBinary),
-    strategy: { kind: "install" },
-    toolchain: "local",
-    cgo: false,
-    tags: [],
-    // As containerd's Makefile does; without it `containerd --version` says "2.4.2+unknown".
-    ldflags: [`-X github.com/containerd/containerd/v2/version.Version=${CONTAINERD_VERSION}`],
-    needsDebian: [],
-  },
-  {
-    kind: "go",
-    name: "runc",
-    module: "github.com/opencontainers/runc",
-    version: RUNC_VERSION,
-    binaries: [{ pkg: "github.com/opencontainers/runc", name: "runc", destination: "bin" }],
-    strategy: { kind: "install" },
-    toolchain: "local",
-    // libcontainer's seccomp filter compiler is libseccomp through cgo. Linked statically, as
-    // runc's Makefile `static` target does, so it runs in a rootfs without libseccomp.so.2.
-    cgo: true,
-    tags: ["seccomp", "urfave_cli_no_docs", "netgo", "osusergo"],
-    ldflags: ["-extldflags -static"],
-    needsDebian: ["libseccomp-dev"],
-  },
-  {
-    kind: "go",
-    name: "cni",
-    module: "github.com/containernetworking/plugins",
-    version: CNI_PLUGINS_VERSION,
-    binaries: ["main/bridge", "main/loopback", "ipam/host-local", "meta/portmap"].map(cniPlugin),
-    strategy: { kind: "install" },
-    toolchain: "local",
-    cgo: false,
-    tags: [],
-    ldflags: [
-      `-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=${CNI_PLUGINS_VERSION}`,
-    ],
-    needsDebian: [],
-  },
-  {
-    kind: "go",
-    name: "crictl",
-    module: "sigs.k8s.io/cri-tools",
-    version: CRI_TOOLS_VERSION,
-    binaries: [{ pkg: "sigs.k8s.io/cri-tools/cmd/crictl", name: "crictl", destination: "bin" }],
-    strategy: { kind: "install" },
-    toolchain: "local",
-    cgo: false,
-    tags: [],
-    ldflags: [`-X sigs.k8s.io/cri-tools/pkg/version.Version=${CRI_TOOLS_VERSION}`],
-    needsDebian: [],
-  },
-  kubernetesComponent("kubelet"),
-  kubernetesComponent("kube-apiserver"),
-  kubernetesComponent("kube-controller-manager"),
-  kubernetesComponent("kube-scheduler"),
-  kubernetesComponent("kubectl"),
-  {
-    kind: "go",
-    name: "etcd",
-    module: "go.etcd.io/etcd/server/v3",
-    version: ETCD_VERSION,
-    binaries: [{ pkg: "go.etcd.io/etcd/server/v3", name: "etcd", destination: "bin" }],
-    strategy: {
-      kind: "wrapper",
-      wrapper: "etcd",
-      // server/v3's go.mod replaces its sibling modules (api, client, pkg) with ../ folders; they
-      // are released together under the same tag. Its "./FORBIDDEN_DEPENDENCY" guards are dropped.
-      localReplacement: (modulePath) =>
-        modulePath.startsWith("go.etcd.io/etcd/") ? ETCD_VERSION : undefined,
-    },
-    toolchain: "local",
-    cgo: false,
-    tags: [],
-    ldflags: [],
-    needsDebian: [],
-  },
+  ...INSTALL_COMPONENTS,
   {
     kind: "go",
     name: "critest",

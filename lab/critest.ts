@@ -18,6 +18,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runCommand } from "../src/common/exec.js";
+import { renderContainerdConfig } from "../src/plan/containerd-config.js";
+import { collectCoreFacts } from "../src/probe/facts.js";
+import { systemIO } from "../src/probe/io.js";
 import {
   compileHelpers,
   critestImages,
@@ -117,35 +120,28 @@ export function compare(
   };
 }
 
-function containerdConfig(dir: string, runtime: string): string {
-  const cri = 'plugins."io.containerd.cri.v1.runtime"';
-  return `version = 3
-root = "${dir}/root"
-state = "${dir}/state"
-[grpc]
-  address = "${dir}/containerd.sock"
-[plugins."io.containerd.cri.v1.images"]
-  snapshotter = "overlayfs"
-[plugins."io.containerd.cri.v1.images".pinned_images]
-  sandbox = "${PAUSE_IMAGE}"
-[plugins."io.containerd.cri.v1.images".registry]
-  config_path = "${dir}/certs.d"
-# This VM's root lacks CAP_SYS_RESOURCE (CapEff 0x1fffeffffff, bit 24 clear), so lowering
-# oom_score_adj to the sandbox's -998 fails with EPERM in runc's nsexec; clamp as kind does.
-[${cri}]
-  restrict_oom_score_adj = true
-[${cri}.containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-[${cri}.containerd.runtimes.runc.options]
-  BinaryName = "${labBinary("runc")}"
-[${cri}.containerd.runtimes.sandkube]
-  runtime_type = "io.containerd.runc.v2"
-[${cri}.containerd.runtimes.sandkube.options]
-  BinaryName = "${runtime}"
-[${cri}.cni]
-  bin_dirs = ["${labCniDir()}"]
-  conf_dir = "${dir}/cni.d"
-`;
+/**
+ * The node's own renderer, fed with this machine's probed facts as `up` feeds it (on this
+ * project's VMs that includes restrict_oom_score_adj: root lacks CAP_SYS_RESOURCE), with both
+ * handlers and the loopback registry's mirrors.
+ */
+async function containerdConfig(dir: string, runtime: string): Promise<string> {
+  const facts = await collectCoreFacts(systemIO(), { dataDir: dir });
+  return renderContainerdConfig(
+    {
+      snapshotter: "overlayfs",
+      sandboxImage: PAUSE_IMAGE,
+      binaries: { ociRuntime: labBinary("runc"), cniBinDir: labCniDir() },
+    },
+    facts,
+    {
+      containerdRoot: join(dir, "root"),
+      containerdState: join(dir, "state"),
+      containerdSocket: join(dir, "containerd.sock"),
+      cniConfDir: join(dir, "cni.d"),
+    },
+    { extraRuntimes: { sandkube: runtime }, registryConfigPath: join(dir, "certs.d") },
+  );
 }
 
 /** registry.k8s.io and gcr.io resolve to the loopback registry, over plain HTTP. */
@@ -240,7 +236,7 @@ export async function runComparison(outDir: string): Promise<Comparison> {
     mkdirSync(join(dir, "cni.d"), { recursive: true });
     writeFileSync(join(dir, "cni.d/10-sandkube-critest.conflist"), JSON.stringify(CNI_CONFIG));
     writeMirrors(dir);
-    writeFileSync(join(dir, "config.toml"), containerdConfig(dir, runtime));
+    writeFileSync(join(dir, "config.toml"), await containerdConfig(dir, runtime));
     const { openSync } = await import("node:fs");
     const log = openSync(join(outDir, "containerd.log"), "w");
     started.containerd = spawn(labBinary("containerd"), ["--config", join(dir, "config.toml")], {

@@ -144,6 +144,7 @@ export interface SandboxLayout {
   readonly repoRoot: string;
   /** Writable directory bind-mounted at the same path, so the host sees what the sandbox writes. */
   readonly outDir: string;
+  /** The lab's and `sandkube install`'s shared bin/ (lab/paths.ts): first on the sandbox's PATH. */
   readonly labBinDir: string;
   readonly labDir: string;
   /** Directory holding the node binary that runs this script, so `node` and `npx` resolve inside. */

@@ -21,3 +21,5 @@ mkdir -p "$here/build"
 "$cc" -O2 -Wall -Wextra -Werror -static -o "$here/build/sandkube-init" "$here/sandkube-init.c" -lseccomp
 "$cc" -O2 -Wall -Wextra -Werror -o "$here/build/sandkube-console-receiver" "$here/console-receiver.c"
 "$cc" -O2 -Wall -Wextra -Werror -o "$here/build/sandkube-subreaper" "$here/subreaper.c"
+# The pause image holds only this binary, so it must not need a libc from the image.
+"$cc" -O2 -Wall -Wextra -Werror -static -o "$here/build/pause" "$here/pause.c"

@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: iproute2/iptables/keyutils/curl for the probes, busybox-static for test images,
+# Debian packages: iproute2/iptables/nftables/keyutils/curl for the probes (doctor and
+# test/host/probe-network try the nftables family with `nft`, so it must be installed), busybox-static for test images,
 # docker-registry and skopeo for the real loopback registry, jq for the lab scenarios, libseccomp-dev
 # for the lab's runc, gcc for native/.
-packages=(iproute2 iptables keyutils curl jq busybox-static docker-registry skopeo libseccomp-dev gcc libc6-dev make util-linux bsdutils)
+packages=(iproute2 iptables nftables keyutils curl jq busybox-static docker-registry skopeo libseccomp-dev gcc libc6-dev make util-linux bsdutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

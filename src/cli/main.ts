@@ -9,6 +9,34 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "probe this machine and explain how Kubernetes can run here",
     load: async () => (await import("./doctor.js")).doctor,
   },
+  up: {
+    summary: "start a one-node Kubernetes here (probe, plan, apply) and wait until it is Ready",
+    load: async () => (await import("./up.js")).up,
+  },
+  down: {
+    summary: "stop the node and undo everything up provisioned (--purge also removes its data)",
+    load: async () => (await import("./down.js")).down,
+  },
+  status: {
+    summary: "each component's pid and health, the node's state and the kubeconfig path",
+    load: async () => (await import("./status.js")).status,
+  },
+  logs: {
+    summary: "print (or follow with -f) one component's log",
+    load: async () => (await import("./logs.js")).logs,
+  },
+  kubectl: {
+    summary: "run the installed kubectl against this node",
+    load: async () => (await import("./kubectl.js")).kubectl,
+  },
+  install: {
+    summary: "get the binaries the node runs into sandkube's cache",
+    load: async () => (await import("./install.js")).install,
+  },
+  images: {
+    summary: "build, import and list the node's images without a registry",
+    load: async () => (await import("./images.js")).images,
+  },
 };
 
 function usage(): string {

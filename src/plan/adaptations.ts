@@ -329,18 +329,48 @@ function networkProbed(facts: Facts): boolean {
   return facts.identity.isRoot;
 }
 
+/**
+ * What the probes prove about the nf_tables backend. A check that did not run (nft not installed,
+ * no iptables-nft binary) proves nothing either way, so only a "no" counts as failing: on a host
+ * without the nft tool, iptables-nft writing every rule kind is proof enough that nf_tables works.
+ */
+type NfTablesEvidence =
+  | { readonly verdict: "works" }
+  | { readonly verdict: "fails"; readonly because: string; readonly facts: readonly string[] }
+  | { readonly verdict: "unknown" };
+
+function nfTablesEvidence(facts: Facts): NfTablesEvidence {
+  const { nfTables, nftables } = facts.iptables;
+  if (nftables.result === "no")
+    return {
+      verdict: "fails",
+      because: `nftables fails: ${failureText(nftables)}`,
+      facts: ["iptables.nftables"],
+    };
+  const filter = nfTables?.capabilities.filter;
+  if (nfTables !== null && filter !== undefined && filter.result === "no")
+    return {
+      verdict: "fails",
+      because: `${nfTables.binary} cannot write a filter rule: ${failureText(filter)}`,
+      facts: ["iptables.nfTables.capabilities.filter"],
+    };
+  if (filter !== undefined && isYes(filter)) return { verdict: "works" };
+  return { verdict: "unknown" };
+}
+
 function chosenBackend(facts: Facts): BackendCapabilities | null {
-  const { legacy, nfTables, nftables } = facts.iptables;
-  if (nfTables !== null && isYes(nftables) && isYes(nfTables.capabilities.filter)) return nfTables;
+  const { legacy, nfTables } = facts.iptables;
+  if (nfTables !== null && nfTablesEvidence(facts).verdict === "works") return nfTables;
   return legacy ?? nfTables;
 }
 
 const iptablesLegacy: Rule = (facts) => {
   if (!networkProbed(facts)) return null;
-  const { defaultBackend, legacy, nftables } = facts.iptables;
+  const { defaultBackend, legacy } = facts.iptables;
+  const evidence = nfTablesEvidence(facts);
   if (
     defaultBackend !== "nf_tables" ||
-    isYes(nftables) ||
+    evidence.verdict !== "fails" ||
     legacy === null ||
     !isYes(legacy.capabilities.filter)
   )
@@ -348,8 +378,8 @@ const iptablesLegacy: Rule = (facts) => {
   return {
     id: "iptables-legacy",
     title: "Use iptables-legacy",
-    because: `iptables defaults to nf_tables, but nftables fails: ${failureText(nftables)}`,
-    facts: ["iptables.defaultBackend", "iptables.nftables", "iptables.legacy"],
+    because: `iptables defaults to nf_tables, but ${evidence.because}`,
+    facts: ["iptables.defaultBackend", ...evidence.facts, "iptables.legacy"],
     meaning: "kubelet, kube-proxy and CNI plugins that call iptables would fail on every rule.",
     action: `Put a directory first on the node components' PATH where iptables is ${legacy.binary}.`,
   };

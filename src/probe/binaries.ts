@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { labBinDir, labCniDir } from "../../lab/paths.js";
+import { installCacheDir } from "../install/cache.js";
 import type { CommandResult } from "../common/exec.js";
 import { commandError, errnoOf, no, type NotYes } from "./check.js";
 import type { ProbeIO } from "./io.js";
@@ -69,7 +69,10 @@ export interface BinaryFacts {
 }
 
 export interface BinarySearchOptions {
-  /** Where the lab puts the binaries it builds (lab/paths.ts). */
+  /** sandkube's install cache (src/install/cache.ts); the default cache when absent. */
+  readonly cacheBinDir?: string;
+  readonly cacheCniDir?: string;
+  /** Where the lab puts the binaries it builds (lab/paths.ts), when it is not the cache. */
   readonly labBinDir?: string;
   readonly labCniDir?: string;
 }
@@ -247,20 +250,27 @@ async function locate(
 
 /**
  * Finds the Kubernetes, container runtime and network programs, and asks each for its version.
- * `searchPath` comes first (usually PATH split on ':'), then the lab's directory and the
- * well-known ones, so the facts show both what a shell would run and what is merely installed.
+ * `searchPath` comes first (usually PATH split on ':'), then sandkube's install cache (where
+ * `sandkube install` and the lab put what they build), the lab's own folder if it differs, and
+ * the well-known ones, so the facts show both what a shell would run and what is merely installed.
  */
 export async function probeBinaries(
   io: ProbeIO,
   searchPath: readonly string[],
   options: BinarySearchOptions = {},
 ): Promise<BinaryFacts> {
+  const cacheDir = installCacheDir();
   const searchedDirs = uniqueDirs([
     ...searchPath,
-    options.labBinDir ?? labBinDir(),
+    options.cacheBinDir ?? join(cacheDir, "bin"),
+    ...(options.labBinDir === undefined ? [] : [options.labBinDir]),
     ...WELL_KNOWN_DIRS,
   ]);
-  const cniDirs = uniqueDirs([...WELL_KNOWN_CNI_DIRS, options.labCniDir ?? labCniDir()]);
+  const cniDirs = uniqueDirs([
+    ...WELL_KNOWN_CNI_DIRS,
+    options.cacheCniDir ?? join(cacheDir, "cni"),
+    ...(options.labCniDir === undefined ? [] : [options.labCniDir]),
+  ]);
   const [programPaths, pluginPaths] = await Promise.all([
     locate(io, searchedDirs, PROGRAMS),
     locate(io, cniDirs, CNI_PLUGINS),

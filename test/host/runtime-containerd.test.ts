@@ -6,6 +6,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { labBinary, labCniDir } from "../../lab/paths.js";
 import { ensureSuccess, runCommand } from "../../src/common/exec.js";
+import { renderContainerdConfig } from "../../src/plan/containerd-config.js";
+import { collectCoreFacts } from "../../src/probe/facts.js";
+import { systemIO } from "../../src/probe/io.js";
 import { HELPER, makeLab, REPO, skipReason, waitFor, type Lab } from "./runtime-support.js";
 
 const RUNTIME = process.env["SANDKUBE_RUNTIME"] ?? join(REPO, "dist/bin/sandkube-runtime");
@@ -88,23 +91,27 @@ const CNI_CONFIG = {
   ],
 };
 
-function containerdConfig(dir: string): string {
-  const cri = 'plugins."io.containerd.cri.v1.runtime"';
-  return `version = 3
-root = "${dir}/root"
-state = "${dir}/state"
-[grpc]
-  address = "${dir}/containerd.sock"
-[plugins."io.containerd.cri.v1.images".pinned_images]
-  sandbox = "${IMAGE}"
-[${cri}.containerd.runtimes.sandkube]
-  runtime_type = "io.containerd.runc.v2"
-[${cri}.containerd.runtimes.sandkube.options]
-  BinaryName = "${RUNTIME}"
-[${cri}.cni]
-  bin_dirs = ["${labCniDir()}"]
-  conf_dir = "${dir}/cni.d"
-`;
+/**
+ * The node's own renderer, fed with this machine's probed facts as `up` feeds it; the `sandkube`
+ * handler is the one under test, `runc` (kubelet's default handler) is unused here.
+ */
+async function containerdConfig(dir: string): Promise<string> {
+  const facts = await collectCoreFacts(systemIO(), { dataDir: dir });
+  return renderContainerdConfig(
+    {
+      snapshotter: "overlayfs",
+      sandboxImage: IMAGE,
+      binaries: { ociRuntime: labBinary("runc"), cniBinDir: labCniDir() },
+    },
+    facts,
+    {
+      containerdRoot: join(dir, "root"),
+      containerdState: join(dir, "state"),
+      containerdSocket: join(dir, "containerd.sock"),
+      cniConfDir: join(dir, "cni.d"),
+    },
+    { extraRuntimes: { sandkube: RUNTIME } },
+  );
 }
 
 describe("sandkube-runtime under containerd 2.x and crictl (host kernel)", { skip: reason }, () => {
@@ -118,7 +125,7 @@ describe("sandkube-runtime under containerd 2.x and crictl (host kernel)", { ski
     const dir = join(lab.dir, "containerd");
     mkdirSync(join(dir, "cni.d"), { recursive: true });
     writeFileSync(join(dir, "cni.d/10-sandkube-test.conflist"), JSON.stringify(CNI_CONFIG));
-    writeFileSync(join(dir, "config.toml"), containerdConfig(dir));
+    writeFileSync(join(dir, "config.toml"), await containerdConfig(dir));
     containerd = spawn(labBinary("containerd"), ["--config", join(dir, "config.toml")], {
       stdio: ["ignore", "ignore", "ignore"],
       env: {

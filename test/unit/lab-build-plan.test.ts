@@ -1,16 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { UsageError } from "../../src/cli/usage-error.js";
+import { parseBuildArgs } from "../../lab/build-plan.js";
 import {
   buildCommands,
   buildManifest,
   commandLine,
   binaryPath,
+  cacheLayout,
   downloadCommand,
   formatDuration,
   installedName,
-  labLayout,
-  parseBuildArgs,
   parseDpkgQuery,
   parseStamp,
   recipeOf,
@@ -19,16 +19,16 @@ import {
   staleReason,
   wrapperGetCommand,
   type Stamp,
-} from "../../lab/build-plan.js";
+} from "../../src/install/build-plan.js";
 import {
-  LAB_COMPONENTS,
   kubernetesStagingVersion,
   kubernetesVersionLdflags,
   type GoComponent,
-} from "../../lab/components.js";
+} from "../../src/install/components.js";
+import { LAB_COMPONENTS } from "../../lab/components.js";
 
 const names = LAB_COMPONENTS.map((component) => component.name);
-const layout = labLayout("/lab", "/lab/bin", "/lab/cni");
+const layout = cacheLayout("/lab");
 
 function component(name: string): GoComponent {
   const found = LAB_COMPONENTS.find((entry) => entry.name === name);
@@ -265,7 +265,7 @@ test("buildManifest lists stamped components in table order with module, version
   const manifest = buildManifest(layout, LAB_COMPONENTS, stamps, [
     { name: "iptables", version: "1.8.9-2" },
   ]);
-  assert.equal(manifest.labDir, "/lab");
+  assert.equal(manifest.cacheDir, "/lab");
   assert.deepEqual(
     manifest.components.map((entry) => [entry.name, entry.module, entry.version, entry.goVersion]),
     [

@@ -42,6 +42,10 @@ function only(facts: DeepMutable<Facts>, id: string): Adaptation {
   return adaptation;
 }
 
+function isYesCheck(check: { readonly result: string } | undefined): boolean {
+  return check?.result === "yes";
+}
+
 function sysctl(facts: DeepMutable<Facts>, name: string): DeepMutable<Facts>["sysctls"][number] {
   const found = facts.sysctls.find((s) => s.name === name);
   assert.ok(found, name);
@@ -259,6 +263,50 @@ test("iptables-legacy: nf_tables by default but nftables fails while legacy work
     a.because,
     "iptables defaults to nf_tables, but nftables fails: Protocol not supported",
   );
+});
+
+// Issue 8: on a host without the nft tool, doctor switched to iptables-legacy because "nftables
+// fails: not tried: nft is not installed", although iptables-nft wrote every rule kind.
+test("iptables-legacy: an nft probe that did not run is not a failure", async () => {
+  const facts = await hostFacts();
+  facts.iptables.tools.nft = { found: false, error: "spawn nft ENOENT" };
+  facts.iptables.nftables = { result: "not-run", detail: "nft is not installed" };
+  assert.ok(isYesCheck(facts.iptables.nfTables?.capabilities.filter));
+  assert.deepEqual(
+    added(facts).map((a) => a.id),
+    [],
+    "iptables-nft passed, so no adaptation is needed",
+  );
+});
+
+test("iptables-legacy: with nft not installed, iptables-nft failing its filter rule decides", async () => {
+  const facts = await hostFacts();
+  facts.iptables.nftables = { result: "not-run", detail: "nft is not installed" };
+  assert.ok(facts.iptables.nfTables);
+  facts.iptables.nfTables.capabilities.filter = {
+    result: "no",
+    code: "EPROTONOSUPPORT",
+    detail: "iptables: Failed to initialize nft: Protocol not supported",
+  };
+  const a = only(facts, "iptables-legacy");
+  assert.equal(
+    a.because,
+    "iptables defaults to nf_tables, but iptables-nft cannot write a filter rule: " +
+      "iptables: Failed to initialize nft: Protocol not supported",
+  );
+  assert.deepEqual(a.facts, [
+    "iptables.defaultBackend",
+    "iptables.nfTables.capabilities.filter",
+    "iptables.legacy",
+  ]);
+});
+
+test("iptables-legacy: nothing proven about nf_tables either way switches nothing", async () => {
+  const facts = await hostFacts();
+  facts.iptables.nftables = { result: "not-run", detail: "nft is not installed" };
+  assert.ok(facts.iptables.nfTables);
+  facts.iptables.nfTables.capabilities.filter = { result: "not-run", detail: "not root" };
+  assert.ok(!planAdaptations(facts as Facts).some((a) => a.id === "iptables-legacy"));
 });
 
 test("service-proxy and no-ip-masq: iptables without MASQUERADE", async () => {

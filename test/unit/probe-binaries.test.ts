@@ -16,11 +16,18 @@ function found(fact: BinaryFact | undefined): Extract<BinaryFact, { found: true 
   return fact;
 }
 
+// When this host was recorded, the lab's folder was where built binaries lived; it is now
+// sandkube's install cache, which the lab shares (src/install/cache.ts).
+const RECORDED_CACHE_DIRS = {
+  cacheBinDir: RECORDED_LAB_DIRS.labBinDir,
+  cacheCniDir: RECORDED_LAB_DIRS.labCniDir,
+};
+
 test("the recorded host finds lab, Debian and system binaries in search order", async () => {
   const facts = await probeBinaries(
     replayIO(await loadTranscript("net-host-kernel")),
     RECORDED_SEARCH_PATH,
-    RECORDED_LAB_DIRS,
+    RECORDED_CACHE_DIRS,
   );
   assert.deepEqual(facts.searchedDirs.slice(0, 5), [
     ...RECORDED_SEARCH_PATH,
@@ -130,4 +137,19 @@ test("kubectl's JSON client version and the CNI plugins' two answers parse", () 
     ["0.4.0", "1.0.0", "1.1.0"],
   );
   assert.equal(parseCniVersionInfo('{"code":4,"msg":"required env variables"}'), null);
+});
+
+test("doctor searches sandkube's install cache, and the lab's folder too when it is elsewhere", async () => {
+  const facts = await probeBinaries(
+    replayIO(await loadTranscript("net-host-kernel")),
+    RECORDED_SEARCH_PATH,
+    { ...RECORDED_CACHE_DIRS, labBinDir: "/elsewhere/lab/bin", labCniDir: "/elsewhere/lab/cni" },
+  );
+  assert.deepEqual(
+    facts.searchedDirs.slice(RECORDED_SEARCH_PATH.length, RECORDED_SEARCH_PATH.length + 2),
+    [RECORDED_LAB_DIRS.labBinDir, "/elsewhere/lab/bin"],
+  );
+  assert.ok(facts.cniDirs.includes(RECORDED_LAB_DIRS.labCniDir));
+  assert.ok(facts.cniDirs.includes("/elsewhere/lab/cni"));
+  assert.equal(found(facts.programs.containerd).path, "/var/cache/sandkube-lab/bin/containerd");
 });

@@ -1,0 +1,201 @@
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { systemIO } from "../probe/io.js";
+import { buildReport, probeOptionsFromEnvironment } from "./doctor.js";
+import { dataDirFrom, lastFlag, parseFlags } from "./node-args.js";
+import { progressTo } from "./progress.js";
+import { UsageError } from "./usage-error.js";
+import { nodeLayout } from "../node/layout.js";
+import { bringUp, NodeStartError } from "../node/up.js";
+import { locateNodeBinaries } from "../node/node-binaries.js";
+import { resolveKubeconfigTarget } from "../node/kubeconfig.js";
+import { remedyFor } from "../node/remedies.js";
+import type { RuntimeOption } from "../node/node-config.js";
+
+const USAGE = `usage: sandkube up [--data-dir DIR] [--runtime auto|sandkube|runc] [--kubeconfig FILE]
+                   [--bind-address ADDR] [--bin-dir DIR] [--timeout SECONDS] [--json]
+
+Probes this sandbox, provisions what Kubernetes needs, starts a one-node cluster under a background
+supervisor and returns once the node is Ready.
+
+  --data-dir DIR        where the node keeps everything (default /var/lib/sandkube, or $SANDKUBE_DATA_DIR)
+  --runtime R           OCI runtime: auto (sandkube-runtime in gVisor, runc elsewhere), sandkube or runc
+  --kubeconfig FILE     merge the "sandkube" context into FILE (default: $KUBECONFIG, else ~/.kube/config)
+  --bind-address ADDR   where the API server listens (default: the node's own address, 10.244.0.1)
+  --bin-dir DIR         look for the node's binaries here first
+  --timeout SECONDS     give up waiting for the node after this long (default 300)
+  --json                print one JSON object on stdout; progress goes to stderr`;
+
+const FLAGS = {
+  "--data-dir": { takesValue: true },
+  "--runtime": { takesValue: true },
+  "--kubeconfig": { takesValue: true },
+  "--bind-address": { takesValue: true },
+  "--bin-dir": { takesValue: true },
+  "--timeout": { takesValue: true },
+  "--json": { takesValue: false },
+  "--help": { takesValue: false },
+  "-h": { takesValue: false },
+} as const;
+
+export interface UpArgs {
+  readonly help: boolean;
+  readonly json: boolean;
+  readonly dataDir: string;
+  readonly runtime: RuntimeOption;
+  readonly kubeconfig: string | undefined;
+  readonly bindAddress: string | null;
+  readonly binDir: string | undefined;
+  readonly timeoutMs: number;
+}
+
+export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv): UpArgs {
+  const { flags, positional } = parseFlags("up", args, FLAGS, USAGE);
+  if (positional.length > 0) {
+    throw new UsageError(`up: unexpected argument "${positional[0]}".\n${USAGE}`);
+  }
+  const runtime = lastFlag(flags, "--runtime") ?? "auto";
+  if (runtime !== "auto" && runtime !== "sandkube" && runtime !== "runc") {
+    throw new UsageError(`up: --runtime must be auto, sandkube or runc, not "${runtime}".`);
+  }
+  const timeoutText = lastFlag(flags, "--timeout") ?? "300";
+  const timeout = Number(timeoutText);
+  if (!Number.isFinite(timeout) || timeout <= 0) {
+    throw new UsageError(
+      `up: --timeout must be a positive number of seconds, not "${timeoutText}".`,
+    );
+  }
+  const bindAddress = lastFlag(flags, "--bind-address") ?? null;
+  if (bindAddress !== null && !/^(\d{1,3}\.){3}\d{1,3}$/.test(bindAddress)) {
+    throw new UsageError(
+      `up: --bind-address must be an IPv4 address such as 127.0.0.1, not "${bindAddress}".`,
+    );
+  }
+  return {
+    help: flags.has("--help") || flags.has("-h"),
+    json: flags.has("--json"),
+    dataDir: dataDirFrom(flags, env),
+    runtime,
+    kubeconfig: lastFlag(flags, "--kubeconfig"),
+    bindAddress,
+    binDir: lastFlag(flags, "--bin-dir"),
+    timeoutMs: timeout * 1000,
+  };
+}
+
+async function ensureWritableDataDir(dataDir: string): Promise<void> {
+  const probe = `${dataDir}/.sandkube-write-test`;
+  try {
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(probe, "");
+    await rm(probe, { force: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "error";
+    throw new UsageError(
+      `up: data dir ${dataDir} is not writable (${code}). Run as root, or pass a writable directory with --data-dir DIR.`,
+    );
+  }
+}
+
+export async function up(args: string[]): Promise<number> {
+  const parsed = parseUpArgs(args, process.env);
+  if (parsed.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    throw new UsageError(
+      "up: the node needs root (mounts, namespaces, cgroups). Run it as root.",
+      1,
+    );
+  }
+  await ensureWritableDataDir(parsed.dataDir);
+  const layout = nodeLayout(parsed.dataDir);
+  const progress = progressTo(process.stderr);
+  const started = Date.now();
+
+  const report = await progress.step("Probing the sandbox", () =>
+    buildReport(systemIO(), probeOptionsFromEnvironment(parsed.dataDir, process.env)),
+  );
+  if (!report.verdict.canRun) {
+    // The same words doctor prints, so doctor's verdict and up's refusal never disagree.
+    for (const blocker of report.verdict.blockers) {
+      process.stderr.write(`sandkube: blocker ${blocker.id}: ${blocker.because}\n`);
+      process.stderr.write(`  remedy: ${remedyFor(blocker.id)}\n`);
+    }
+    process.stderr.write(`sandkube: ${report.verdict.summary}\n`);
+    return 1;
+  }
+  for (const adaptation of report.adaptations) {
+    progress.note(` · ${adaptation.title} (because ${adaptation.because})`);
+  }
+  const binaries = await progress.step("Finding the node's binaries", () =>
+    locateNodeBinaries({ binDir: parsed.binDir, env: process.env }),
+  );
+  const userKubeconfig = resolveKubeconfigTarget({
+    flag: parsed.kubeconfig,
+    env: process.env["KUBECONFIG"],
+    home: homedir(),
+  });
+  try {
+    const result = await bringUp({
+      options: {
+        dataDir: parsed.dataDir,
+        runtime: parsed.runtime,
+        bindAddress: parsed.bindAddress,
+      },
+      layout,
+      report,
+      binaries: binaries.node,
+      runc: binaries.runc,
+      sandkubeRuntime: binaries.sandkubeRuntime,
+      sandkubeCni: binaries.sandkubeCni,
+      loopbackCni: binaries.loopbackCni,
+      crictl: binaries.crictl,
+      userKubeconfig,
+      timeoutMs: parsed.timeoutMs,
+      progress,
+    });
+    const { state } = result;
+    if (result.alreadyRunning) {
+      progress.note(`The node in ${parsed.dataDir} is already running; nothing changed.`);
+    }
+    const summary = {
+      schema: "sandkube.up/v1",
+      node: state.config.nodeName,
+      dataDir: parsed.dataDir,
+      runtime: state.config.runtime,
+      snapshotter: state.config.snapshotter,
+      kubeconfig: state.kubeconfig.user ?? state.kubeconfig.admin,
+      adminKubeconfig: state.kubeconfig.admin,
+      context: state.kubeconfig.context,
+      alreadyRunning: result.alreadyRunning,
+      recovered: result.recovered,
+      seconds: (Date.now() - started) / 1000,
+      timings: result.timings,
+    };
+    if (parsed.json) {
+      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    } else if (!result.alreadyRunning) {
+      progress.note("");
+      progress.note(
+        `Set kubectl context to "${state.kubeconfig.context}" in ${summary.kubeconfig}`,
+      );
+      progress.note("You can now use your cluster with:");
+      progress.note("");
+      progress.note(
+        `  sandkube kubectl get nodes        # or: kubectl --context ${state.kubeconfig.context} get nodes`,
+      );
+    }
+    return 0;
+  } catch (error) {
+    if (error instanceof NodeStartError) {
+      process.stderr.write(`sandkube: up: ${error.message}\n`);
+      process.stderr.write(
+        "  The node is left as it is for inspection: `sandkube status`, `sandkube logs COMPONENT`; `sandkube down` removes it.\n",
+      );
+      return error.exitCode;
+    }
+    throw error;
+  }
+}

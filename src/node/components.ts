@@ -1,0 +1,150 @@
+import { dirname, join } from "node:path";
+import { importArgv } from "../images/containerd.js";
+import type { ClusterConfig } from "../plan/cluster-config.js";
+import { componentArgs } from "../plan/component-flags.js";
+import { pkiFiles } from "../plan/pki-files.js";
+import type { NodeLayout } from "./layout.js";
+import { componentLogPath } from "./layout.js";
+
+export const COMPONENT_NAMES = [
+  "containerd",
+  "etcd",
+  "kube-apiserver",
+  "kube-controller-manager",
+  "kube-scheduler",
+  "kubelet",
+] as const;
+export type ComponentName = (typeof COMPONENT_NAMES)[number];
+
+/** How the supervisor knows a component is serving, not just started. */
+export type Readiness =
+  | { readonly kind: "unix-socket"; readonly path: string }
+  | { readonly kind: "http"; readonly url: string; readonly expect?: string }
+  | {
+      readonly kind: "https";
+      readonly url: string;
+      /** Client certificate files; absent for endpoints that allow /healthz without one. */
+      readonly client?: { readonly ca: string; readonly cert: string; readonly key: string };
+    };
+
+export interface ComponentSpec {
+  readonly name: ComponentName;
+  readonly argv: readonly string[];
+  /** Set on top of the supervisor's own environment. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Started the first time only once these are ready; restarts do not wait. */
+  readonly after: readonly ComponentName[];
+  readonly readiness: Readiness;
+  /** Commands run once each time the component becomes ready (the pause image import). */
+  readonly onReady: readonly (readonly string[])[];
+  readonly logFile: string;
+  /** How long a stop waits after SIGTERM before SIGKILL. */
+  readonly stopGraceMs: number;
+}
+
+export interface ComponentPlanInput {
+  readonly config: ClusterConfig;
+  readonly layout: NodeLayout;
+  /** Folders put first on every component's PATH (iptables-legacy, the shim's folder). */
+  readonly pathPrefix: readonly string[];
+  readonly basePath: string;
+  /** The pause image tarball, imported into containerd before kubelet starts. */
+  readonly pauseImageTar: string;
+}
+
+/** Pure: what the supervisor runs, in start order. */
+export function planComponents(input: ComponentPlanInput): ComponentSpec[] {
+  const { config, layout } = input;
+  const args = componentArgs(config, layout);
+  const pki = pkiFiles(layout);
+  const path = [...input.pathPrefix, dirname(config.binaries.containerdShim), input.basePath]
+    .filter((p) => p.length > 0)
+    .join(":");
+  const env = { PATH: path };
+  const apiHost =
+    config.apiServerBindAddress === "0.0.0.0" ? "127.0.0.1" : config.apiServerBindAddress;
+  // /readyz is open to every authenticated user (system:public-info-viewer); the API server's own
+  // kubelet-client certificate is a file on disk, unlike the admin credentials in admin.conf.
+  const adminClient = {
+    ca: pki.caCert,
+    cert: pki.apiServerKubeletClientCert,
+    key: pki.apiServerKubeletClientKey,
+  };
+  const spec = (
+    name: ComponentName,
+    argv: readonly string[],
+    after: readonly ComponentName[],
+    readiness: Readiness,
+    onReady: readonly (readonly string[])[] = [],
+    stopGraceMs = 10_000,
+  ): ComponentSpec => ({
+    name,
+    argv,
+    env,
+    after,
+    readiness,
+    onReady,
+    logFile: componentLogPath(layout, name),
+    stopGraceMs,
+  });
+  return [
+    spec(
+      "containerd",
+      [config.binaries.containerd, "--config", layout.containerdConfig],
+      [],
+      { kind: "unix-socket", path: layout.containerdSocket },
+      [
+        importArgv({
+          ctr: config.binaries.ctr,
+          socket: layout.containerdSocket,
+          snapshotter: config.snapshotter,
+          file: input.pauseImageTar,
+        }),
+      ],
+    ),
+    spec("etcd", [config.binaries.etcd, ...args.etcd], [], {
+      kind: "http",
+      url: "http://127.0.0.1:2379/health",
+      expect: '"health":"true"',
+    }),
+    spec("kube-apiserver", [config.binaries.kubeApiserver, ...args.kubeApiserver], ["etcd"], {
+      kind: "https",
+      url: `https://${hostPort(apiHost, config.apiServerPort)}/readyz`,
+      client: adminClient,
+    }),
+    spec(
+      "kube-controller-manager",
+      [config.binaries.kubeControllerManager, ...args.kubeControllerManager],
+      ["kube-apiserver"],
+      { kind: "https", url: "https://127.0.0.1:10257/healthz" },
+    ),
+    spec(
+      "kube-scheduler",
+      [config.binaries.kubeScheduler, ...args.kubeScheduler],
+      ["kube-apiserver"],
+      { kind: "https", url: "https://127.0.0.1:10259/healthz" },
+    ),
+    spec(
+      "kubelet",
+      [config.binaries.kubelet, ...args.kubelet],
+      ["containerd", "kube-apiserver"],
+      { kind: "http", url: "http://127.0.0.1:10248/healthz", expect: "ok" },
+      [],
+      // kubelet's graceful node shutdown is off; it needs no long grace.
+      5_000,
+    ),
+  ];
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Stop order: the reverse of start order, kubelet first so it stops touching containerd. */
+export function stopOrder(specs: readonly ComponentSpec[]): ComponentSpec[] {
+  return [...specs].reverse();
+}
+
+export function adminKubeconfigPath(layout: NodeLayout): string {
+  return join(layout.kubeconfigDir, "admin.conf");
+}

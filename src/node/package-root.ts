@@ -1,0 +1,16 @@
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The installed package's root: this file is dist/src/node/package-root.js inside it. */
+export function packageRoot(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+}
+
+/** Binaries sandkube builds itself (Bun-compiled runtime and CNI plugin, C helpers). */
+export function packageBinary(name: string): string {
+  return join(packageRoot(), "dist", "bin", name);
+}
+
+export function supervisorEntry(): string {
+  return join(packageRoot(), "dist", "src", "node", "supervisor-main.js");
+}

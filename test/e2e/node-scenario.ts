@@ -1,0 +1,452 @@
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { runCommand, type CommandResult } from "../../src/common/exec.js";
+import { busyboxRootfs } from "../../src/images/busybox.js";
+import { nodeLayout } from "../../src/node/layout.js";
+import { sleep } from "../../src/node/process-identity.js";
+import { readNodeState, readSupervisorStatus } from "../../src/node/state.js";
+import { runWorkloadChecks } from "../../src/verify/checks.js";
+import { processesUsing } from "../../src/node/down.js";
+
+/**
+ * The `sandkube up` scenario of issue 8, as one program: the host test runs it directly and the
+ * gVisor test runs the same file inside a real runsc sandbox, so both prove the same things.
+ * It prints one JSON object: every step with ok and an honest detail.
+ *
+ *   node dist/test/e2e/node-scenario.js --data-dir DIR [--runtime auto|runc|sandkube] [--faults] [--out FILE]
+ */
+
+export interface ScenarioStep {
+  readonly id: string;
+  readonly ok: boolean;
+  readonly detail: string;
+  readonly seconds: number;
+}
+
+export interface ScenarioReport {
+  readonly ok: boolean;
+  readonly steps: readonly ScenarioStep[];
+}
+
+const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+export const BUSYBOX_IMAGE = "sandkube.local/busybox:latest";
+
+function sandkube(args: readonly string[], timeoutMs = 600_000): Promise<CommandResult> {
+  return runCommand([process.execPath, CLI, ...args], { timeoutMs });
+}
+
+function brief(result: CommandResult): string {
+  const tail = `${result.stderr}\n${result.stdout}`.trim().split("\n").slice(-6).join(" | ");
+  return `${result.argv.slice(2).join(" ")} -> ${result.failure ?? result.exitCode}: ${tail}`;
+}
+
+class Scenario {
+  readonly steps: ScenarioStep[] = [];
+  async step(id: string, work: () => Promise<string>): Promise<boolean> {
+    const started = Date.now();
+    let ok = true;
+    let detail: string;
+    try {
+      detail = await work();
+    } catch (error) {
+      ok = false;
+      detail = error instanceof Error ? error.message : String(error);
+    }
+    const step = { id, ok, detail, seconds: (Date.now() - started) / 1000 };
+    this.steps.push(step);
+    process.stderr.write(
+      `${ok ? "ok  " : "FAIL"} ${id} (${step.seconds.toFixed(1)}s): ${detail}\n`,
+    );
+    return ok;
+  }
+}
+
+function must(result: CommandResult, what: string): string {
+  if (result.exitCode !== 0) throw new Error(`${what}: ${brief(result)}`);
+  return result.stdout;
+}
+
+async function kubectlJson(
+  kubectl: string,
+  kubeconfig: string,
+  args: readonly string[],
+): Promise<unknown> {
+  const result = await runCommand([kubectl, "--kubeconfig", kubeconfig, ...args, "-o", "json"], {
+    timeoutMs: 60_000,
+  });
+  return JSON.parse(must(result, `kubectl ${args.join(" ")}`)) as unknown;
+}
+
+interface ContainerList {
+  readonly containers: readonly { id: string; state: string; metadata: { name: string } }[];
+}
+
+async function runningContainers(crictl: string, socket: string): Promise<Map<string, string>> {
+  const result = await runCommand(
+    [crictl, "--runtime-endpoint", `unix://${socket}`, "ps", "-o", "json"],
+    { timeoutMs: 30_000 },
+  );
+  const list = JSON.parse(must(result, "crictl ps")) as ContainerList;
+  return new Map(
+    list.containers
+      .filter((c) => c.state === "CONTAINER_RUNNING")
+      .map((c) => [c.metadata.name, c.id]),
+  );
+}
+
+async function waitFor(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await sleep(500);
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
+}
+
+/** Nothing of the node may remain: processes, mounts, links, netns files, cgroups. */
+export async function leftoversOf(dataDir: string): Promise<string[]> {
+  const found: string[] = [];
+  const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+  for (const line of mountinfo.split("\n")) {
+    const target = line.split(" ")[4] ?? "";
+    if (target.startsWith(dataDir) || (target === "/dev/kmsg" && !line.includes(" - devtmpfs ")))
+      found.push(`mount ${target}`);
+  }
+  for (const entry of await import("node:fs/promises").then((fs) => fs.readdir("/proc"))) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(dataDir))
+      found.push(`process ${entry}: ${cmdline.split("\0").slice(0, 3).join(" ")}`);
+  }
+  const links = await runCommand(["ip", "-o", "link", "show"]);
+  for (const line of links.stdout.split("\n")) {
+    const name = /^\d+: ([^:@]+)/.exec(line)?.[1];
+    if (name !== undefined && (name.startsWith("sandkube") || /^sk[0-9a-f]{8,}/.test(name)))
+      found.push(`link ${name}`);
+  }
+  return found;
+}
+
+export async function runScenario(options: {
+  readonly dataDir: string;
+  readonly runtime: string;
+  readonly faults: boolean;
+}): Promise<ScenarioReport> {
+  const s = new Scenario();
+  const { dataDir } = options;
+  const layout = nodeLayout(dataDir);
+  const userKubeconfig = join(
+    dataDir,
+    "..",
+    `${dataDir.split("/").pop() ?? "node"}-user-kubeconfig`,
+  );
+  let kubectl = "";
+  let admin = "";
+  let crictl = "";
+
+  const upOk = await s.step("up", async () => {
+    const result = await sandkube([
+      "up",
+      "--data-dir",
+      dataDir,
+      "--runtime",
+      options.runtime,
+      "--kubeconfig",
+      userKubeconfig,
+      "--json",
+    ]);
+    const summary = JSON.parse(must(result, "sandkube up")) as {
+      timings: Record<string, number>;
+      runtime: string;
+    };
+    const state = await readNodeState(layout);
+    if (state === undefined) throw new Error("no node state after up");
+    kubectl = state.config.binaries.kubectl;
+    admin = state.kubeconfig.admin;
+    crictl = state.tools.crictl ?? "";
+    return `runtime ${summary.runtime}; ${JSON.stringify(summary.timings)}`;
+  });
+  if (upOk) {
+    await s.step("up-again-changes-nothing", async () => {
+      // Content, not mtime: gVisor's 9p root does not keep mtimes stable between stats.
+      const before = await readFile(layout.stateFile, "utf8");
+      const supervisorBefore = await readFile(layout.supervisorPidFile, "utf8");
+      const result = await sandkube(["up", "--data-dir", dataDir, "--runtime", options.runtime, "--kubeconfig", userKubeconfig]);
+      must(result, "second sandkube up");
+      if (!/already running/.test(result.stderr)) throw new Error(`second up did not say so: ${brief(result)}`);
+      if ((await readFile(layout.stateFile, "utf8")) !== before) throw new Error("second up rewrote node.json");
+      if ((await readFile(layout.supervisorPidFile, "utf8")) !== supervisorBefore) {
+        throw new Error("second up replaced the supervisor");
+      }
+      return "said it is already running; node.json and the supervisor unchanged";
+    });
+    await s.step("user-kubeconfig-context", async () => {
+      const text = await readFile(userKubeconfig, "utf8");
+      if (!/current-context: sandkube/.test(text))
+        throw new Error(`${userKubeconfig} has no current-context sandkube`);
+      const nodes = await runCommand([
+        kubectl,
+        "--kubeconfig",
+        userKubeconfig,
+        "get",
+        "nodes",
+        "-o",
+        "name",
+      ]);
+      return must(nodes, "kubectl get nodes with the merged kubeconfig").trim();
+    });
+    await s.step("unauthenticated-refused", async () => {
+      const state = await readNodeState(layout);
+      const host =
+        state?.config.apiServerBindAddress === "0.0.0.0"
+          ? "127.0.0.1"
+          : state?.config.apiServerBindAddress;
+      const api = await runCommand([
+        "curl",
+        "-sk",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        `https://${host}:6443/api/v1/secrets`,
+      ]);
+      const kubelet = await runCommand([
+        "curl",
+        "-sk",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "https://127.0.0.1:10250/pods",
+      ]);
+      if (api.stdout !== "401" || kubelet.stdout !== "401") {
+        throw new Error(
+          `expected 401 from both; apiserver ${api.stdout || brief(api)}, kubelet ${kubelet.stdout || brief(kubelet)}`,
+        );
+      }
+      return "apiserver 401, kubelet 401";
+    });
+    await s.step("status", async () => {
+      const result = await sandkube(["status", "--data-dir", dataDir, "--json"]);
+      const status = JSON.parse(must(result, "sandkube status")) as {
+        ready: boolean;
+        components: { name: string; healthy: boolean }[];
+      };
+      const sick = status.components.filter((c) => !c.healthy).map((c) => c.name);
+      if (!status.ready || sick.length > 0)
+        throw new Error(`ready ${status.ready}; unhealthy: ${sick.join(", ")}`);
+      return `${status.components.length} components healthy, node Ready`;
+    });
+    await s.step("image-build", async () => {
+      const rootfs = await mkdtemp(join(tmpdir(), "sk-busybox-"));
+      try {
+        await busyboxRootfs(rootfs);
+        must(
+          await sandkube([
+            "images",
+            "build",
+            "--from-dir",
+            rootfs,
+            "--name",
+            BUSYBOX_IMAGE,
+            "--data-dir",
+            dataDir,
+          ]),
+          "images build",
+        );
+      } finally {
+        await rm(rootfs, { recursive: true, force: true });
+      }
+      const listed = must(await sandkube(["images", "ls", "--data-dir", dataDir]), "images ls");
+      if (!listed.includes(BUSYBOX_IMAGE))
+        throw new Error(`images ls lacks ${BUSYBOX_IMAGE}: ${listed}`);
+      return `${BUSYBOX_IMAGE} imported`;
+    });
+    const report = await runWorkloadChecks({
+      kubectl,
+      kubeconfig: admin,
+      timeoutMs: 180_000,
+      image: BUSYBOX_IMAGE,
+    });
+    for (const result of report.results) {
+      s.steps.push({
+        id: `workload-${result.id}`,
+        ok: result.ok,
+        detail: result.detail,
+        seconds: result.durationMs / 1000,
+      });
+      process.stderr.write(
+        `${result.ok ? "ok  " : "FAIL"} workload-${result.id}: ${result.detail}\n`,
+      );
+    }
+    if (options.faults)
+      await faults(s, {
+        dataDir,
+        kubectl,
+        admin,
+        crictl,
+        runtime: options.runtime,
+        userKubeconfig,
+      });
+  }
+  await s.step("down", async () => {
+    const result = await sandkube(["down", "--data-dir", dataDir]);
+    must(result, "sandkube down");
+    const left = await leftoversOf(dataDir);
+    if (left.length > 0) throw new Error(`left behind: ${left.join("; ")}`);
+    return "nothing left behind";
+  });
+  await s.step("down-purge", async () => {
+    must(await sandkube(["down", "--data-dir", dataDir, "--purge"]), "sandkube down --purge");
+    const gone = await stat(dataDir).then(
+      () => false,
+      () => true,
+    );
+    if (!gone) throw new Error(`${dataDir} still exists`);
+    await rm(userKubeconfig, { force: true });
+    return "data dir removed";
+  });
+  return { ok: s.steps.every((step) => step.ok), steps: s.steps };
+}
+
+const FAULT_POD = `apiVersion: v1
+kind: Pod
+metadata: {name: survivor, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: survivor
+    image: ${BUSYBOX_IMAGE}
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "while :; do sleep 1; done"]
+`;
+
+async function faults(
+  s: Scenario,
+  ctx: {
+    dataDir: string;
+    kubectl: string;
+    admin: string;
+    crictl: string;
+    runtime: string;
+    userKubeconfig: string;
+  },
+): Promise<void> {
+  const layout = nodeLayout(ctx.dataDir);
+  const socket = layout.containerdSocket;
+  let before = new Map<string, string>();
+  const started = await s.step("faults-pod-running", async () => {
+    const manifest = join(ctx.dataDir, "survivor.yaml");
+    await writeFile(manifest, FAULT_POD);
+    must(
+      await runCommand([ctx.kubectl, "--kubeconfig", ctx.admin, "apply", "-f", manifest]),
+      "apply survivor",
+    );
+    must(
+      await runCommand(
+        [
+          ctx.kubectl,
+          "--kubeconfig",
+          ctx.admin,
+          "wait",
+          "--for=condition=Ready",
+          "pod/survivor",
+          "--timeout=120s",
+        ],
+        { timeoutMs: 130_000 },
+      ),
+      "survivor Ready",
+    );
+    before = await runningContainers(ctx.crictl, socket);
+    return `containers ${[...before.keys()].join(", ")}`;
+  });
+  if (!started) return;
+  for (const name of ["kubelet", "containerd", "kube-apiserver", "etcd"]) {
+    await s.step(`faults-sigkill-${name}`, async () => {
+      const status = await readSupervisorStatus(layout);
+      const victim = status?.components.find((c) => c.name === name)?.process;
+      if (!victim) throw new Error(`no recorded process for ${name}`);
+      process.kill(victim.pid, "SIGKILL");
+      await waitFor(`${name} to be restarted and ready`, 120_000, async () => {
+        const now = (await readSupervisorStatus(layout))?.components.find((c) => c.name === name);
+        return now?.phase === "ready" && now.process !== null && now.process.pid !== victim.pid;
+      });
+      await waitFor("the node to be Ready again", 120_000, async () => {
+        const node = (await kubectlJson(ctx.kubectl, ctx.admin, ["get", "nodes"])) as {
+          items: { status: { conditions: { type: string; status: string }[] } }[];
+        };
+        return node.items.every((n) =>
+          n.status.conditions.some((c) => c.type === "Ready" && c.status === "True"),
+        );
+      });
+      const after = await runningContainers(ctx.crictl, socket);
+      for (const [container, id] of before) {
+        if (after.get(container) !== id)
+          throw new Error(`${container} was ${id}, now ${after.get(container) ?? "gone"}`);
+      }
+      return `${name} restarted (pid ${victim.pid} -> new); containers kept their IDs`;
+    });
+  }
+  await s.step("faults-sigkill-supervisor-then-up", async () => {
+    const text = await readFile(layout.supervisorPidFile, "utf8");
+    const supervisor = JSON.parse(text) as { pid: number };
+    process.kill(supervisor.pid, "SIGKILL");
+    await sleep(500);
+    const result = await sandkube([
+      "up",
+      "--data-dir",
+      ctx.dataDir,
+      "--runtime",
+      ctx.runtime,
+      "--kubeconfig",
+      ctx.userKubeconfig,
+      "--json",
+    ]);
+    const summary = JSON.parse(must(result, "up after the supervisor died")) as {
+      recovered: boolean;
+    };
+    if (!summary.recovered) throw new Error("up did not report a recovery");
+    const after = await runningContainers(ctx.crictl, socket);
+    for (const [container, id] of before) {
+      if (after.get(container) !== id)
+        throw new Error(`${container} was ${id}, now ${after.get(container) ?? "gone"}`);
+    }
+    return "recovered; containers kept their IDs";
+  });
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const value = (flag: string): string | undefined => {
+    const index = argv.indexOf(flag);
+    return index === -1 ? undefined : argv[index + 1];
+  };
+  const dataDir = resolve(value("--data-dir") ?? "/var/lib/sandkube-e2e");
+  const report = await runScenario({
+    dataDir,
+    runtime: value("--runtime") ?? "auto",
+    faults: argv.includes("--faults"),
+  });
+  const text = `${JSON.stringify(report, null, 2)}\n`;
+  const out = value("--out");
+  if (out !== undefined) await writeFile(out, text);
+  process.stdout.write(text);
+  return report.ok ? 0 : 1;
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then(
+    (code) => (process.exitCode = code),
+    (error: unknown) => {
+      process.stderr.write(
+        `node-scenario: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exitCode = 70;
+    },
+  );
+}

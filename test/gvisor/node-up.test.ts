@@ -1,0 +1,67 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { labDir } from "../../lab/paths.js";
+import { inGvisor, requireLab } from "./lab.js";
+import type { ScenarioReport } from "../e2e/node-scenario.js";
+
+// `sandkube up` inside a real runsc sandbox (gVisor 2026-09, root on 9p, gVisor's own network
+// stack with only `lo`): the same scenario program as the host test, run inside the sandbox.
+
+const BINARIES = ["runsc", "etcd", "kube-apiserver", "kubelet", "containerd", "crictl"];
+
+test(
+  "gVisor (runsc new): up, the workload, faults, down leaves nothing",
+  { timeout: 1_800_000 },
+  async (t) => {
+    if (!(await requireLab(t, BINARIES))) return;
+    const out = join(labDir(), "test-scenarios", "new", "node-up");
+    const result = await inGvisor(
+      "new",
+      [
+        "node",
+        "dist/test/e2e/node-scenario.js",
+        "--data-dir",
+        "/var/lib/sandkube-e2e",
+        "--faults",
+        "--out",
+        "/tmp/report.json",
+      ],
+      out,
+      1_500,
+    );
+    const text = result.stdout.slice(result.stdout.indexOf("{"));
+    let report: ScenarioReport;
+    try {
+      report = JSON.parse(text) as ScenarioReport;
+    } catch {
+      assert.fail(
+        `no report from inside the sandbox (exit ${result.exitCode}): ${result.stderr.slice(-3000)}`,
+      );
+    }
+    const failed = report.steps.filter((s) => !s.ok).map((s) => `${s.id}: ${s.detail}`);
+    assert.deepEqual(failed, [], "every step passes inside gVisor");
+    assert.ok(report.steps.some((s) => s.id === "workload-portForward" && s.ok));
+    assert.equal(result.exitCode, 0);
+  },
+);
+
+test(
+  "gVisor (runsc old): up stops at once, naming the blocker and its remedy",
+  { timeout: 300_000 },
+  async (t) => {
+    if (!(await requireLab(t, ["runsc-old", "kubelet"]))) return;
+    const out = join(labDir(), "test-scenarios", "old", "node-up");
+    // 120 s is the hang guard: up must refuse after its probe, not wait for anything.
+    const result = await inGvisor(
+      "old",
+      ["node", "dist/src/cli/main.js", "up", "--data-dir", "/var/lib/sandkube-old"],
+      out,
+      120,
+    );
+    assert.equal(result.timedOut, false, "up never hangs");
+    assert.equal(result.exitCode, 1, result.stderr);
+    assert.match(result.stderr, /blocker no-recursive-bind: .*MS_REC/);
+    assert.match(result.stderr, /remedy: .*gVisor release from 2024 or later/);
+  },
+);
