@@ -91,7 +91,7 @@ export function parseDoctorArgs(args: readonly string[]): DoctorArgs {
  * mkdir -p, one level at a time: Node's recursive mkdir spins forever under /proc, where mkdir
  * answers ENOENT for a parent that exists.
  */
-async function makeDirectories(path: string): Promise<void> {
+export async function makeDirectories(path: string): Promise<void> {
   const missing: string[] = [];
   for (let dir = path; dir !== dirname(dir); dir = dirname(dir)) {
     try {

@@ -97,7 +97,7 @@ export async function status(args: string[]): Promise<number> {
       ),
     );
     process.stdout.write(
-      `kubeconfig: ${summary.kubeconfig} (context ${state.kubeconfig.context})\n`,
+      `\nkubeconfig: ${summary.kubeconfig} (context ${state.kubeconfig.context})\n`,
     );
   }
   return summary.ready && supervisor !== undefined ? 0 : 1;

@@ -1,7 +1,7 @@
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { systemIO } from "../probe/io.js";
-import { buildReport, probeOptionsFromEnvironment } from "./doctor.js";
+import { buildReport, makeDirectories, probeOptionsFromEnvironment } from "./doctor.js";
 import { dataDirFrom, lastFlag, parseFlags } from "./node-args.js";
 import { progressTo } from "./progress.js";
 import { UsageError } from "./usage-error.js";
@@ -86,7 +86,7 @@ export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv): Up
 async function ensureWritableDataDir(dataDir: string): Promise<void> {
   const probe = `${dataDir}/.sandkube-write-test`;
   try {
-    await mkdir(dataDir, { recursive: true });
+    await makeDirectories(dataDir);
     await writeFile(probe, "");
     await rm(probe, { force: true });
   } catch (error) {
@@ -130,7 +130,14 @@ export async function up(args: string[]): Promise<number> {
     progress.note(` · ${adaptation.title} (because ${adaptation.because})`);
   }
   const binaries = await progress.step("Finding the node's binaries", () =>
-    locateNodeBinaries({ binDir: parsed.binDir, env: process.env }),
+    locateNodeBinaries({
+      binDir: parsed.binDir,
+      env: process.env,
+      // "have X" for every binary already present is noise on every up; the rest is news.
+      onProgress: (line) => {
+        if (!line.startsWith("have ")) progress.note(`   ${line}`);
+      },
+    }),
   );
   const userKubeconfig = resolveKubeconfigTarget({
     flag: parsed.kubeconfig,

@@ -1,9 +1,9 @@
 import { constants } from "node:fs";
 import { access } from "node:fs/promises";
-import { delimiter, join } from "node:path";
-import { labBinDir, labCniDir } from "../../lab/paths.js";
-import type { BinaryPaths } from "../plan/cluster-config.js";
+import { installCacheDir } from "../install/cache.js";
+import { installMissing } from "../install/install.js";
 import { UsageError } from "../cli/usage-error.js";
+import type { BinaryPaths } from "../plan/cluster-config.js";
 import { packageBinary } from "./package-root.js";
 
 export interface NodeBinaries {
@@ -22,69 +22,57 @@ async function executable(path: string): Promise<boolean> {
   );
 }
 
-async function find(name: string, dirs: readonly string[]): Promise<string | undefined> {
-  for (const dir of dirs) {
-    const candidate = join(dir, name);
-    if (await executable(candidate)) return candidate;
-  }
-  return undefined;
-}
-
-/** Where the node's binaries are looked for, in order: --bin-dir, PATH, then the caches. */
-export function searchDirs(binDir: string | undefined, env: NodeJS.ProcessEnv): string[] {
-  return [
-    ...(binDir === undefined ? [] : [binDir]),
-    ...(env["PATH"] ?? "").split(delimiter).filter(Boolean),
-    join(env["SANDKUBE_CACHE_DIR"] ?? "/var/cache/sandkube", "bin"),
-    labBinDir(env),
-  ];
-}
-
+/**
+ * The node's binaries, as `sandkube install` finds them (--bin-dir, PATH, the cache, each
+ * version-checked against its pin), installing what is missing with one progress line each.
+ * sandkube's own runtime and CNI plugin ship in the package's dist/bin.
+ */
 export async function locateNodeBinaries(options: {
   readonly binDir: string | undefined;
   readonly env: NodeJS.ProcessEnv;
+  readonly onProgress: (line: string) => void;
 }): Promise<NodeBinaries> {
-  const dirs = searchDirs(options.binDir, options.env);
-  const cniDirs = [
-    ...(options.binDir === undefined ? [] : [options.binDir]),
-    join(options.env["SANDKUBE_CACHE_DIR"] ?? "/var/cache/sandkube", "cni"),
-    labCniDir(options.env),
-    "/opt/cni/bin",
-  ];
-  const missing: string[] = [];
-  const need = async (name: string, where: readonly string[] = dirs): Promise<string> => {
-    const found = await find(name, where);
-    if (found === undefined) missing.push(name);
-    return found ?? "";
-  };
-  const node = {
-    etcd: await need("etcd"),
-    kubeApiserver: await need("kube-apiserver"),
-    kubeControllerManager: await need("kube-controller-manager"),
-    kubeScheduler: await need("kube-scheduler"),
-    kubelet: await need("kubelet"),
-    kubectl: await need("kubectl"),
-    containerd: await need("containerd"),
-    containerdShim: await need("containerd-shim-runc-v2"),
-    ctr: await need("ctr"),
-  };
-  const result: NodeBinaries = {
-    node,
-    runc: await need("runc"),
-    sandkubeRuntime: (await executable(packageBinary("sandkube-runtime")))
-      ? packageBinary("sandkube-runtime")
-      : await need("sandkube-runtime"),
-    sandkubeCni: (await executable(packageBinary("sandkube-cni")))
-      ? packageBinary("sandkube-cni")
-      : await need("sandkube-cni"),
-    loopbackCni: await need("loopback", cniDirs),
-    crictl: (await find("crictl", dirs)) ?? null,
-  };
-  if (missing.length > 0) {
+  const own = ["sandkube-runtime", "sandkube-cni"].map(packageBinary);
+  for (const path of own) {
+    if (!(await executable(path))) {
+      throw new UsageError(
+        `up: ${path} is missing: build the package with \`npm run build\` (it needs Bun, installed by npm ci).`,
+        1,
+      );
+    }
+  }
+  const { resolution } = await installMissing({
+    ...(options.binDir === undefined ? {} : { binDir: options.binDir }),
+    env: options.env,
+    cacheDir: installCacheDir(options.env),
+    onProgress: options.onProgress,
+  });
+  const paths = resolution.paths;
+  if (resolution.missing.length > 0) {
+    const rejected = resolution.rejected.map((r) => `${r.path} (${r.reason})`);
     throw new UsageError(
-      `up: missing binaries: ${missing.join(", ")}. Run \`sandkube install\` to build them from Go modules, or pass --bin-dir DIR where they are.`,
+      `up: missing binaries: ${resolution.missing.join(", ")}${rejected.length > 0 ? `; not used: ${rejected.join(", ")}` : ""}. ` +
+        "They could not be built or downloaded here (see the lines above); install Go 1.26 and run `sandkube install`, or pass --bin-dir DIR where they are.",
       1,
     );
   }
-  return result;
+  const need = (name: string): string => paths[name] ?? "";
+  return {
+    node: {
+      etcd: need("etcd"),
+      kubeApiserver: need("kube-apiserver"),
+      kubeControllerManager: need("kube-controller-manager"),
+      kubeScheduler: need("kube-scheduler"),
+      kubelet: need("kubelet"),
+      kubectl: need("kubectl"),
+      containerd: need("containerd"),
+      containerdShim: need("containerd-shim-runc-v2"),
+      ctr: need("ctr"),
+    },
+    runc: need("runc"),
+    sandkubeRuntime: own[0] ?? "",
+    sandkubeCni: own[1] ?? "",
+    loopbackCni: need("loopback"),
+    crictl: paths["crictl"] ?? null,
+  };
 }

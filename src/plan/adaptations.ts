@@ -304,7 +304,7 @@ const propagation: Rule = (facts) => {
     id: "mount-propagation",
     title: cannotChange
       ? "Live with fixed mount propagation"
-      : "Own mount namespace with / rshared",
+      : "Make kubelet's root a shared mount",
     because: parts.join("; "),
     facts: [
       "mountPropagation.root",
@@ -317,7 +317,8 @@ const propagation: Rule = (facts) => {
       ? "Propagation cannot be changed here: sandkube-runtime leaves rootfs propagation unchanged and makes each " +
         "container's bind mounts inside its own mount namespace; volumes asking for Bidirectional or " +
         "HostToContainer propagation are refused with this reason."
-      : "Run the node in its own mount namespace with / made rshared.",
+      : "Bind kubelet's root dir onto itself and make it shared (non-recursively, which every kernel seen " +
+        "accepts), so the volume mounts kubelet makes under it reach the containers.",
   };
 };
 

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,7 +8,7 @@ import { nodeLayout } from "../../src/node/layout.js";
 import { sleep } from "../../src/node/process-identity.js";
 import { readNodeState, readSupervisorStatus } from "../../src/node/state.js";
 import { runWorkloadChecks } from "../../src/verify/checks.js";
-import { processesUsing } from "../../src/node/down.js";
+import { selfAndAncestors } from "../../src/node/down.js";
 
 /**
  * The `sandkube up` scenario of issue 8, as one program: the host test runs it directly and the
@@ -109,26 +109,60 @@ async function waitFor(
   throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
 }
 
-/** Nothing of the node may remain: processes, mounts, links, netns files, cgroups. */
-export async function leftoversOf(dataDir: string): Promise<string[]> {
-  const found: string[] = [];
+/** The machine's mounts and links: what a node adds must be gone again after `down`. */
+export interface MachineSnapshot {
+  readonly mounts: readonly string[];
+  readonly links: readonly string[];
+}
+
+export async function snapshotMachine(): Promise<MachineSnapshot> {
   const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
-  for (const line of mountinfo.split("\n")) {
-    const target = line.split(" ")[4] ?? "";
-    if (target.startsWith(dataDir) || (target === "/dev/kmsg" && !line.includes(" - devtmpfs ")))
-      found.push(`mount ${target}`);
+  const mounts = mountinfo
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const fields = line.split(" ");
+      return `${fields[4] ?? ""} (${fields[fields.indexOf("-") + 1] ?? ""})`;
+    });
+  const links = (await runCommand(["ip", "-o", "link", "show"])).stdout
+    .split("\n")
+    .map((line) => /^\d+: ([^:@]+)/.exec(line)?.[1])
+    .filter((name): name is string => name !== undefined);
+  return { mounts, links };
+}
+
+/**
+ * Nothing of the node may remain: no process naming its data dir, and no mount or link that was
+ * not there before `up` (or, with no baseline, none under the data dir and no sandkube link).
+ */
+export async function leftoversOf(dataDir: string, baseline?: MachineSnapshot): Promise<string[]> {
+  const found: string[] = [];
+  const now = await snapshotMachine();
+  // Only where a node mounts: its data dir and what provisioning covers. Other tests' sandboxes
+  // mount and unmount elsewhere on the host meanwhile.
+  const nodeMount = (mount: string): boolean =>
+    [dataDir, "/dev/kmsg", "/proc/sys", "/sys/fs/cgroup", "/var/run/netns", "/run/netns"].some(
+      (p) => mount.startsWith(p),
+    );
+  for (const mount of now.mounts.filter(nodeMount)) {
+    const extra =
+      baseline === undefined ? mount.startsWith(dataDir) : !baseline.mounts.includes(mount);
+    if (extra) found.push(`mount ${mount}`);
   }
-  for (const entry of await import("node:fs/promises").then((fs) => fs.readdir("/proc"))) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+  for (const link of now.links) {
+    const extra =
+      baseline === undefined
+        ? link.startsWith("sandkube") || /^sk[0-9a-f]{11}$/.test(link)
+        : !baseline.links.includes(link);
+    if (extra) found.push(`link ${link}`);
+  }
+  const spared = await selfAndAncestors();
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry) || spared.has(Number(entry))) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmdline.includes(dataDir))
+    if (cmdline.includes(dataDir)) {
       found.push(`process ${entry}: ${cmdline.split("\0").slice(0, 3).join(" ")}`);
-  }
-  const links = await runCommand(["ip", "-o", "link", "show"]);
-  for (const line of links.stdout.split("\n")) {
-    const name = /^\d+: ([^:@]+)/.exec(line)?.[1];
-    if (name !== undefined && (name.startsWith("sandkube") || /^sk[0-9a-f]{8,}/.test(name)))
-      found.push(`link ${name}`);
+    }
   }
   return found;
 }
@@ -149,6 +183,7 @@ export async function runScenario(options: {
   let kubectl = "";
   let admin = "";
   let crictl = "";
+  const baseline = await snapshotMachine();
 
   const upOk = await s.step("up", async () => {
     const result = await sandkube([
@@ -177,10 +212,20 @@ export async function runScenario(options: {
       // Content, not mtime: gVisor's 9p root does not keep mtimes stable between stats.
       const before = await readFile(layout.stateFile, "utf8");
       const supervisorBefore = await readFile(layout.supervisorPidFile, "utf8");
-      const result = await sandkube(["up", "--data-dir", dataDir, "--runtime", options.runtime, "--kubeconfig", userKubeconfig]);
+      const result = await sandkube([
+        "up",
+        "--data-dir",
+        dataDir,
+        "--runtime",
+        options.runtime,
+        "--kubeconfig",
+        userKubeconfig,
+      ]);
       must(result, "second sandkube up");
-      if (!/already running/.test(result.stderr)) throw new Error(`second up did not say so: ${brief(result)}`);
-      if ((await readFile(layout.stateFile, "utf8")) !== before) throw new Error("second up rewrote node.json");
+      if (!/already running/.test(result.stderr))
+        throw new Error(`second up did not say so: ${brief(result)}`);
+      if ((await readFile(layout.stateFile, "utf8")) !== before)
+        throw new Error("second up rewrote node.json");
       if ((await readFile(layout.supervisorPidFile, "utf8")) !== supervisorBefore) {
         throw new Error("second up replaced the supervisor");
       }
@@ -223,7 +268,7 @@ export async function runScenario(options: {
         "/dev/null",
         "-w",
         "%{http_code}",
-        "https://127.0.0.1:10250/pods",
+        `https://${state?.config.nodeIP ?? ""}:10250/pods`,
       ]);
       if (api.stdout !== "401" || kubelet.stdout !== "401") {
         throw new Error(
@@ -298,7 +343,7 @@ export async function runScenario(options: {
   await s.step("down", async () => {
     const result = await sandkube(["down", "--data-dir", dataDir]);
     must(result, "sandkube down");
-    const left = await leftoversOf(dataDir);
+    const left = await leftoversOf(dataDir, baseline);
     if (left.length > 0) throw new Error(`left behind: ${left.join("; ")}`);
     return "nothing left behind";
   });

@@ -75,12 +75,12 @@ test("missing binaries with no way to get them: named, nothing provisioned", asy
   const dataDir = await mkdtemp(join(tmpdir(), "sk-nobin-"));
   const empty = await mkdtemp(join(tmpdir(), "sk-empty-"));
   try {
-    // PATH without Go and caches pointed at empty folders: nothing can be found, built or fetched.
+    // PATH without Go, no pinned download, and the cache pointed at an empty folder: nothing can
+    // be found, built or fetched.
     const result = await sandkube(["up", "--data-dir", dataDir, "--bin-dir", empty], {
       PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
       SANDKUBE_LAB_DIR: empty,
       SANDKUBE_CACHE_DIR: empty,
-      SANDKUBE_NO_BUILD: "1",
     });
     assert.equal(result.exitCode, 1, result.stderr);
     assert.match(result.stderr, /missing binaries: .*etcd/);
