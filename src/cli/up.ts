@@ -1,5 +1,6 @@
 import { rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
+import type { Adaptation } from "../plan/adaptations.js";
 import { systemIO } from "../probe/io.js";
 import { buildReport, makeDirectories, probeOptionsFromEnvironment } from "./doctor.js";
 import { dataDirFrom, lastFlag, parseFlags } from "./node-args.js";
@@ -83,6 +84,16 @@ export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv): Up
   };
 }
 
+/**
+ * Said plainly before anything starts: where no veth can be made (gVisor before 2024), no pod gets
+ * a network namespace of its own; sandkube-cni refuses each one, naming the same fact.
+ */
+export function podNetworkProblem(adaptations: readonly Adaptation[]): string | undefined {
+  const hostOnly = adaptations.find((a) => a.id === "cni-host-network");
+  if (hostOnly === undefined) return undefined;
+  return `pods cannot have their own network namespace here (${hostOnly.because}); only hostNetwork pods can run (docs/gvisor-blockers.md B9, B10).`;
+}
+
 async function ensureWritableDataDir(dataDir: string): Promise<void> {
   const probe = `${dataDir}/.sandkube-write-test`;
   try {
@@ -123,9 +134,13 @@ export async function up(args: string[]): Promise<number> {
       process.stderr.write(`sandkube: blocker ${blocker.id}: ${blocker.because}\n`);
       process.stderr.write(`  remedy: ${remedyFor(blocker.id)}\n`);
     }
+    const isolated = podNetworkProblem(report.adaptations);
+    if (isolated !== undefined) process.stderr.write(`sandkube: also: ${isolated}\n`);
     process.stderr.write(`sandkube: ${report.verdict.summary}\n`);
     return 1;
   }
+  const isolated = podNetworkProblem(report.adaptations);
+  if (isolated !== undefined) progress.note(`warning: ${isolated}`);
   for (const adaptation of report.adaptations) {
     progress.note(` · ${adaptation.title} (because ${adaptation.because})`);
   }

@@ -23,7 +23,7 @@ import {
 
 /**
  * Kubeconfigs: the components' own (embedded certificates, under the data dir) and the user's
- * ~/.kube/config, merged as kind merges it (../shared/docs/bootstrap-facts.md, "UX conventions").
+ * ~/.kube/config, merged as kind merges it (kind's `kubeconfig` package: entries replaced or appended, current-context set, `<file>.lock`).
  */
 
 /** The name sandkube's cluster, user and context carry in every kubeconfig it writes. */

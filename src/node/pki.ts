@@ -13,8 +13,7 @@ import type { NodeLayout } from "./layout.js";
 import { x509 } from "./x509.js";
 
 /**
- * The node's certificates: kubeadm's set (../shared/docs/bootstrap-facts.md, "Certificates and
- * kubeconfigs"), made with @peculiar/x509 on Node's WebCrypto. ECDSA P-256 keys, PEM files.
+ * The node's certificates: kubeadm's set (kubeadm v1.34, `cmd/kubeadm/app/phases/certs`), made with @peculiar/x509 on Node's WebCrypto. ECDSA P-256 keys, PEM files.
  * docs/pki.md explains the choices.
  */
 

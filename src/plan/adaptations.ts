@@ -454,8 +454,10 @@ const cniDevices: Rule = (facts) => {
       title: "Pods share the node's network namespace",
       because: `creating a veth pair fails: ${failureText(veth)}`,
       facts: ["network.veth"],
-      meaning: "No CNI plugin can give a pod its own interface.",
-      action: "sandkube-cni falls back to the node's network namespace and says so for each pod.",
+      meaning: "No CNI plugin can give a pod its own interface: only hostNetwork pods can run.",
+      action:
+        "None possible: sandkube-cni's ADD fails naming this fact, so a pod with its own network namespace " +
+        "never starts; `up` says so, and hostNetwork pods still run.",
     };
   }
   const reasons: string[] = [];

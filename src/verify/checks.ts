@@ -525,7 +525,7 @@ export function podToPod(target: ClusterTarget, expectedBody: string): Promise<C
       }
       const url = `http://${pod.ip}:${String(HTTP_PORT)}/`;
       // No `wget -T`: Debian's busybox-static 1.35 wget dies with SIGSEGV inside gVisor when given a
-      // timeout (../shared/docs/gvisor-networking.md, "A trap for tests"); runCommand's timeout bounds it.
+      // timeout (seen in the lab: Debian's busybox-static 1.35 `wget -T` dies with SIGSEGV inside gVisor); runCommand's timeout bounds it.
       const result = await kubectl(
         target,
         ["exec", `pod/${CLIENT_POD}`, "--", "sh", "-c", `wget -q -O - ${url}`],

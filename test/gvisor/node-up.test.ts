@@ -63,5 +63,9 @@ test(
     assert.equal(result.exitCode, 1, result.stderr);
     assert.match(result.stderr, /blocker no-recursive-bind: .*MS_REC/);
     assert.match(result.stderr, /remedy: .*gVisor release from 2024 or later/);
+    assert.match(
+      result.stderr,
+      /pods cannot have their own network namespace here \(creating a veth pair fails/,
+    );
   },
 );
