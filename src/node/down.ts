@@ -83,9 +83,10 @@ const SUPERVISOR = "supervisor-main.js";
 
 /** This process and its ancestors: a script that runs `down --data-dir D` names D too. */
 export async function selfAndAncestors(): Promise<Set<number>> {
-  const chain = new Set<number>();
+  // process.pid is spared even when it is 1, as a sandbox's first process is.
+  const chain = new Set<number>([process.pid]);
   let pid = process.pid;
-  while (pid > 1 && !chain.has(pid)) {
+  while (pid > 1) {
     chain.add(pid);
     const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
     pid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1] ?? "0");
