@@ -6,8 +6,11 @@ import { SANDBOX_IMAGE } from "../plan/cluster-config.js";
 import { isStaticElf } from "./elf.js";
 import { buildOciArchive, type BuiltImage } from "./oci-layout.js";
 
-/** native/build.sh's output; this file runs from dist/src/images/. */
-export const PAUSE_BINARY = fileURLToPath(new URL("../../../native/build/pause", import.meta.url));
+/**
+ * native/build.sh's output, copied into dist/bin by `npm run build` so the published package ships
+ * it; this file runs from dist/src/images/.
+ */
+export const PAUSE_BINARY = fileURLToPath(new URL("../../bin/pause", import.meta.url));
 
 /**
  * The sandbox image every pod starts with, made from native/pause.c: no registry is needed (the
