@@ -2,6 +2,7 @@ import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { installCacheDir } from "../install/cache.js";
 import { installMissing } from "../install/install.js";
+import { toBinaryPaths } from "../install/resolve-plan.js";
 import { UsageError } from "../cli/usage-error.js";
 import type { BinaryPaths } from "../plan/cluster-config.js";
 import { packageBinary } from "./package-root.js";
@@ -57,18 +58,17 @@ export async function locateNodeBinaries(options: {
     );
   }
   const need = (name: string): string => paths[name] ?? "";
+  // ociRuntime and cniBinDir depend on the node's plan; bringUp fills them in.
+  const {
+    ociRuntime: _ociRuntime,
+    cniBinDir: _cniBinDir,
+    ...node
+  } = toBinaryPaths(paths, {
+    ociRuntime: "",
+    cniBinDir: "",
+  });
   return {
-    node: {
-      etcd: need("etcd"),
-      kubeApiserver: need("kube-apiserver"),
-      kubeControllerManager: need("kube-controller-manager"),
-      kubeScheduler: need("kube-scheduler"),
-      kubelet: need("kubelet"),
-      kubectl: need("kubectl"),
-      containerd: need("containerd"),
-      containerdShim: need("containerd-shim-runc-v2"),
-      ctr: need("ctr"),
-    },
+    node,
     runc: need("runc"),
     sandkubeRuntime: own[0] ?? "",
     sandkubeCni: own[1] ?? "",
