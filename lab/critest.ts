@@ -18,9 +18,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runCommand } from "../src/common/exec.js";
-import { renderContainerdConfig } from "../src/plan/containerd-config.js";
-import { collectCoreFacts } from "../src/probe/facts.js";
-import { systemIO } from "../src/probe/io.js";
+import { scratchContainerdConfig } from "./scratch-containerd.js";
 import {
   compileHelpers,
   critestImages,
@@ -30,7 +28,7 @@ import {
   WEB_SERVER_IMAGE,
   writeImageLayout,
 } from "./critest-images.js";
-import { labBinary, labCniDir } from "./paths.js";
+import { labBinary } from "./paths.js";
 
 const REPO = resolve(fileURLToPath(import.meta.url), "../../..");
 const REGISTRY = "127.0.0.1:5765";
@@ -126,22 +124,10 @@ export function compare(
  * handlers and the loopback registry's mirrors.
  */
 async function containerdConfig(dir: string, runtime: string): Promise<string> {
-  const facts = await collectCoreFacts(systemIO(), { dataDir: dir });
-  return renderContainerdConfig(
-    {
-      snapshotter: "overlayfs",
-      sandboxImage: PAUSE_IMAGE,
-      binaries: { ociRuntime: labBinary("runc"), cniBinDir: labCniDir() },
-    },
-    facts,
-    {
-      containerdRoot: join(dir, "root"),
-      containerdState: join(dir, "state"),
-      containerdSocket: join(dir, "containerd.sock"),
-      cniConfDir: join(dir, "cni.d"),
-    },
-    { extraRuntimes: { sandkube: runtime }, registryConfigPath: join(dir, "certs.d") },
-  );
+  return scratchContainerdConfig(dir, PAUSE_IMAGE, {
+    extraRuntimes: { sandkube: runtime },
+    registryConfigPath: join(dir, "certs.d"),
+  });
 }
 
 /** registry.k8s.io and gcr.io resolve to the loopback registry, over plain HTTP. */

@@ -4,11 +4,9 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { labBinary, labCniDir } from "../../lab/paths.js";
+import { labBinary } from "../../lab/paths.js";
 import { ensureSuccess, runCommand } from "../../src/common/exec.js";
-import { renderContainerdConfig } from "../../src/plan/containerd-config.js";
-import { collectCoreFacts } from "../../src/probe/facts.js";
-import { systemIO } from "../../src/probe/io.js";
+import { scratchContainerdConfig } from "../../lab/scratch-containerd.js";
 import { HELPER, makeLab, REPO, skipReason, waitFor, type Lab } from "./runtime-support.js";
 
 const RUNTIME = process.env["SANDKUBE_RUNTIME"] ?? join(REPO, "dist/bin/sandkube-runtime");
@@ -96,22 +94,7 @@ const CNI_CONFIG = {
  * handler is the one under test, `runc` (kubelet's default handler) is unused here.
  */
 async function containerdConfig(dir: string): Promise<string> {
-  const facts = await collectCoreFacts(systemIO(), { dataDir: dir });
-  return renderContainerdConfig(
-    {
-      snapshotter: "overlayfs",
-      sandboxImage: IMAGE,
-      binaries: { ociRuntime: labBinary("runc"), cniBinDir: labCniDir() },
-    },
-    facts,
-    {
-      containerdRoot: join(dir, "root"),
-      containerdState: join(dir, "state"),
-      containerdSocket: join(dir, "containerd.sock"),
-      cniConfDir: join(dir, "cni.d"),
-    },
-    { extraRuntimes: { sandkube: RUNTIME } },
-  );
+  return scratchContainerdConfig(dir, IMAGE, { extraRuntimes: { sandkube: RUNTIME } });
 }
 
 describe("sandkube-runtime under containerd 2.x and crictl (host kernel)", { skip: reason }, () => {
