@@ -16,7 +16,8 @@ import {
   type ContainerdTarget,
   type ListedImage,
 } from "../images/containerd.js";
-import { buildOciArchive, type BuiltImage } from "../images/oci-layout.js";
+import { LayerSourceError } from "../images/layers.js";
+import { buildLayeredOciArchive, type BuiltImage } from "../images/oci-layout.js";
 import {
   InvalidReferenceError,
   parseImageReference,
@@ -34,11 +35,14 @@ const USAGE = `usage: sandkube images <build|import|ls> [options]
 
 Images for the node without a registry: build one from local files, import a tarball, list them.
 
-  sandkube images build --from-dir DIR --name NAME [--entrypoint ARG]... [--cmd ARG]...
-                        [--env K=V]... [--workdir DIR] [--user USER] [--preserve-owner]
-                        [--output FILE] [--data-dir DIR] [--json]
-      Makes a one-layer OCI image of DIR's files (owned by 0:0 unless --preserve-owner; the same
-      files give the same digest). Imports it into the running node, and/or writes it to FILE.
+  sandkube images build --from-dir DIR [--from-dir DIR]... --name NAME [--entrypoint ARG]...
+                        [--cmd ARG]... [--env K=V]... [--workdir DIR] [--user USER]
+                        [--preserve-owner] [--output FILE] [--data-dir DIR] [--json]
+      Makes an OCI image with one layer per --from-dir, lowest first (owned by 0:0 unless
+      --preserve-owner; the same files give the same digest). In an upper layer, a deletion is
+      an overlayfs whiteout (character device 0:0) or an empty file .wh.NAME, and an opaque
+      directory has trusted.overlay.opaque=y or an empty file .wh..wh..opq; they become OCI
+      whiteouts. Imports the image into the running node, and/or writes it to FILE.
       --entrypoint and --cmd take one argument each time they are given, or a JSON array
       (--entrypoint '["/bin/sh","-c"]'). PATH defaults to the usual Linux PATH.
 
@@ -53,7 +57,8 @@ Images for the node without a registry: build one from local files, import a tar
 Exit status: 0 on success, 1 when containerd refuses, 2 on bad usage or no running node.`;
 
 export interface BuildArgs {
-  readonly fromDir: string;
+  /** One per layer, lowest first. */
+  readonly fromDirs: readonly string[];
   /** Normalized: docker.io/library/busybox:latest. */
   readonly name: string;
   readonly entrypoint?: readonly string[];
@@ -145,7 +150,7 @@ export function parseImagesArgs(args: readonly string[]): ImagesArgs {
   const allowed = FLAGS_OF[action];
   let dataDir = DEFAULT_DATA_DIR;
   let json = false;
-  let fromDir: string | null = null;
+  const fromDirs: string[] = [];
   let name: string | null = null;
   let entrypoint: string[] | undefined;
   let cmd: string[] | undefined;
@@ -194,7 +199,7 @@ export function parseImagesArgs(args: readonly string[]): ImagesArgs {
         dataDir = value();
         break;
       case "--from-dir":
-        fromDir = value();
+        fromDirs.push(value());
         break;
       case "--name":
         name = value();
@@ -250,8 +255,11 @@ export function parseImagesArgs(args: readonly string[]): ImagesArgs {
   }
   if (positional.length > 0)
     throw new UsageError(`images build: unexpected argument "${positional[0]}".`);
-  if (fromDir === null)
-    throw new UsageError("images build: --from-dir DIR is required (the files of the image).");
+  if (fromDirs.length === 0) {
+    throw new UsageError(
+      "images build: --from-dir DIR is required (the files of the image; repeat it for more layers, lowest first).",
+    );
+  }
   if (name === null)
     throw new UsageError("images build: --name NAME is required, e.g. --name busybox:local");
   let normalized: string;
@@ -272,7 +280,7 @@ export function parseImagesArgs(args: readonly string[]): ImagesArgs {
     action,
     ...common,
     build: {
-      fromDir: resolve(fromDir),
+      fromDirs: fromDirs.map((dir) => resolve(dir)),
       name: normalized,
       ...(entrypoint === undefined ? {} : { entrypoint }),
       ...(cmd === undefined ? {} : { cmd }),
@@ -347,8 +355,10 @@ async function isDirectory(path: string): Promise<boolean> {
 }
 
 async function runBuild(dataDir: string, json: boolean, build: BuildArgs): Promise<number> {
-  if (!(await isDirectory(build.fromDir))) {
-    throw new UsageError(`images build: --from-dir ${build.fromDir} is not a directory.`);
+  for (const fromDir of build.fromDirs) {
+    if (!(await isDirectory(fromDir))) {
+      throw new UsageError(`images build: --from-dir ${fromDir} is not a directory.`);
+    }
   }
   const node = await runningNode(dataDir);
   if (typeof node === "string" && build.output === null) {
@@ -365,8 +375,8 @@ async function runBuild(dataDir: string, json: boolean, build: BuildArgs): Promi
   const sourceDateEpoch = Number(process.env["SOURCE_DATE_EPOCH"] ?? "0");
   let built: BuiltImage;
   try {
-    built = await buildOciArchive({
-      fromDir: build.fromDir,
+    built = await buildLayeredOciArchive({
+      fromDirs: build.fromDirs,
       name: build.name,
       output,
       ...(build.entrypoint === undefined ? {} : { entrypoint: build.entrypoint }),
@@ -381,14 +391,21 @@ async function runBuild(dataDir: string, json: boolean, build: BuildArgs): Promi
       },
     });
   } catch (error) {
+    if (error instanceof LayerSourceError) {
+      throw new UsageError(`images build: --from-dir ${error.layerDir ?? "?"}: ${error.message}.`);
+    }
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "ENOENT" || code === "ELOOP") {
       const path = (error as NodeJS.ErrnoException).path ?? "";
+      const under = build.fromDirs.find((dir) => path.startsWith(`${dir}/`)) ?? build.fromDirs[0];
       throw new UsageError(
-        `images build: cannot read ${path} (${code}) under --from-dir ${build.fromDir}.`,
+        `images build: cannot read ${path} (${code}) under --from-dir ${under}.`,
       );
     }
     throw error;
+  }
+  for (const warning of built.warnings) {
+    process.stderr.write(`sandkube: images build: warning: ${warning}\n`);
   }
   let imported = false;
   if (typeof node !== "string") {
@@ -406,7 +423,11 @@ async function runBuild(dataDir: string, json: boolean, build: BuildArgs): Promi
           name: built.name,
           digest: built.manifest.digest,
           config: built.config.digest,
-          layers: built.layers.map((l) => ({ digest: l.digest, size: l.size })),
+          layers: built.layers.map((l, i) => ({
+            digest: l.digest,
+            size: l.size,
+            diffId: built.diffIds[i],
+          })),
           output: built.output,
           imported,
         },
@@ -415,7 +436,8 @@ async function runBuild(dataDir: string, json: boolean, build: BuildArgs): Promi
       )}\n`,
     );
   } else {
-    process.stdout.write(`built ${built.name} ${built.manifest.digest}\n`);
+    const layerCount = `${built.layers.length} layer${built.layers.length === 1 ? "" : "s"}`;
+    process.stdout.write(`built ${built.name} ${built.manifest.digest} (${layerCount})\n`);
     process.stdout.write(`wrote ${built.output} (${built.archiveSize} bytes)\n`);
     if (imported && typeof node !== "string") {
       process.stdout.write(

@@ -8,11 +8,12 @@ import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { normalizeImageReference, parseImageReference } from "./reference.js";
 import {
-  directoryEntries,
-  tarStream,
-  type DirectoryWalkOptions,
-  type TarEntry,
-} from "./tar-writer.js";
+  layerEntries,
+  OpaqueXattrsUnreadableError,
+  readOverlayOpaqueDirectories,
+  type OpaqueDirectoryReader,
+} from "./layers.js";
+import { tarStream, type DirectoryWalkOptions, type TarEntry } from "./tar-writer.js";
 
 /**
  * OCI image layout tarballs (image-spec v1.1 image-layout.md) built from a directory. The JSON
@@ -219,14 +220,25 @@ export interface BuildOptions extends ImageConfigOptions {
   readonly platform?: Platform;
 }
 
+export interface LayeredBuildOptions extends Omit<BuildOptions, "fromDir"> {
+  /** One directory per layer, lowest first; deletions in them become whiteouts (layers.ts). */
+  readonly fromDirs: readonly string[];
+  /** Which directories overlayfs marked opaque; default: their xattrs, read with GNU tar. */
+  readonly opaqueDirectories?: OpaqueDirectoryReader;
+}
+
 export interface BuiltImage {
   readonly name: string;
   readonly output: string;
   readonly manifest: Descriptor;
   readonly config: Descriptor;
   readonly layers: readonly Descriptor[];
+  /** The config's rootfs.diff_ids, one per layer in the same order. */
+  readonly diffIds: readonly string[];
   /** Bytes of the written tarball. */
   readonly archiveSize: number;
+  /** Things the build could not check, one sentence each (e.g. unreadable opaque xattrs). */
+  readonly warnings: readonly string[];
 }
 
 /** A fixed time for the layout's own entries; their bytes never reach a digest, but stay stable. */
@@ -249,26 +261,60 @@ function layoutDirectory(path: string): TarEntry {
   return { path, type: "Directory", mode: 0o755, uid: 0, gid: 0, mtime: LAYOUT_MTIME, size: 0 };
 }
 
+/** Builds a one-layer image of `fromDir`: buildLayeredOciArchive with one directory. */
+export async function buildOciArchive(options: BuildOptions): Promise<BuiltImage> {
+  const { fromDir, ...rest } = options;
+  return buildLayeredOciArchive({ ...rest, fromDirs: [fromDir] });
+}
+
 /**
- * Builds an OCI image layout tarball of one layer holding `fromDir`'s files. The tarball is
+ * Builds an OCI image layout tarball with one layer per directory, lowest first. The tarball is
  * written next to `output` and renamed into place, so a failed build leaves no half file.
  */
-export async function buildOciArchive(options: BuildOptions): Promise<BuiltImage> {
+export async function buildLayeredOciArchive(options: LayeredBuildOptions): Promise<BuiltImage> {
+  if (options.fromDirs.length === 0) throw new Error("buildLayeredOciArchive: no layers");
   const name = normalizeImageReference(options.name);
   const platform = options.platform ?? platformFor(process.arch);
+  const warnings: string[] = [];
+  const opaqueDirectories: OpaqueDirectoryReader =
+    options.opaqueDirectories ??
+    (async (root, directories) => {
+      try {
+        return await readOverlayOpaqueDirectories(root, directories);
+      } catch (error) {
+        if (!(error instanceof OpaqueXattrsUnreadableError)) throw error;
+        warnings.push(
+          `${error.message}; a directory marked opaque only by trusted.overlay.opaque is built as an ordinary one (put an empty .wh..wh..opq file in it instead)`,
+        );
+        return new Set<string>();
+      }
+    });
   const work = await mkdtemp(join(tmpdir(), "sandkube-image-"));
   const partial = join(dirname(options.output), `.${process.pid}.sandkube-image.partial`);
   try {
-    const layer = await writeLayer(
-      directoryEntries(options.fromDir, options.layer),
-      join(work, "layer"),
-    );
-    const configBytes = jsonBytes(imageConfig(options, [layer.diffId], platform));
+    const layers: LayerBlob[] = [];
+    for (const [i, fromDir] of options.fromDirs.entries()) {
+      layers.push(
+        await writeLayer(
+          layerEntries(fromDir, { ...options.layer, opaqueDirectories }),
+          join(work, `layer-${i}`),
+        ),
+      );
+    }
+    const diffIds = layers.map((layer) => layer.diffId);
+    const configBytes = jsonBytes(imageConfig(options, diffIds, platform));
     const config = describe(MEDIA_TYPE.config, configBytes);
-    const manifestBytes = jsonBytes(imageManifest(config, [layer.descriptor]));
+    const manifestBytes = jsonBytes(
+      imageManifest(
+        config,
+        layers.map((layer) => layer.descriptor),
+      ),
+    );
     const manifest = describe(MEDIA_TYPE.manifest, manifestBytes);
     const indexBytes = jsonBytes(imageIndex(manifest, name, platform));
 
+    // Two equal layers are one blob: a layout holds each digest once (image-layout.md "blobs").
+    const layerBlobs = new Map(layers.map((layer) => [layer.descriptor.digest, layer]));
     const entries: TarEntry[] = [
       layoutEntry("oci-layout", jsonBytes(OCI_LAYOUT_FILE)),
       layoutEntry("index.json", indexBytes),
@@ -276,11 +322,11 @@ export async function buildOciArchive(options: BuildOptions): Promise<BuiltImage
       layoutDirectory("blobs/sha256"),
       layoutEntry(blobPath(manifest.digest), manifestBytes),
       layoutEntry(blobPath(config.digest), configBytes),
-      {
+      ...[...layerBlobs.values()].map((layer): TarEntry => ({
         ...layoutEntry(blobPath(layer.descriptor.digest), Buffer.alloc(0)),
         size: layer.descriptor.size,
         content: { file: layer.file },
-      },
+      })),
     ];
     await pipeline(Readable.from(tarStream(entries)), createWriteStream(partial));
     await rename(partial, options.output);
@@ -289,8 +335,10 @@ export async function buildOciArchive(options: BuildOptions): Promise<BuiltImage
       output: options.output,
       manifest,
       config,
-      layers: [layer.descriptor],
+      layers: layers.map((layer) => layer.descriptor),
+      diffIds,
       archiveSize: (await stat(options.output)).size,
+      warnings,
     };
   } finally {
     await rm(partial, { force: true });

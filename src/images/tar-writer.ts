@@ -1,4 +1,4 @@
-import { createReadStream } from "node:fs";
+import { createReadStream, type Stats } from "node:fs";
 import { lstat, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Header, Pax } from "tar";
@@ -110,11 +110,49 @@ export interface DirectoryWalkOptions {
 }
 
 /** linux/kdev_t.h's new_decode_dev, as glibc's major()/minor() do. */
-function deviceNumbers(rdev: number): { devmajor: number; devminor: number } {
+export function deviceNumbers(rdev: number): { devmajor: number; devminor: number } {
   const value = BigInt(rdev);
   const major = ((value >> 8n) & 0xfffn) | ((value >> 32n) & ~0xfffn);
   const minor = (value & 0xffn) | ((value >> 12n) & ~0xffn);
   return { devmajor: Number(major), devminor: Number(minor) };
+}
+
+/**
+ * One entry from its lstat, or null for a socket (tar has no type for them). `seenInodes` maps an
+ * inode to the first path written for it, so later paths of a hard-linked file become links.
+ */
+export async function statEntry(
+  absolute: string,
+  path: string,
+  stat: Stats,
+  options: DirectoryWalkOptions,
+  seenInodes: Map<string, string>,
+): Promise<TarEntry | null> {
+  const base = {
+    path,
+    mode: stat.mode & 0o7777,
+    uid: options.owner === "root" ? 0 : stat.uid,
+    gid: options.owner === "root" ? 0 : stat.gid,
+    mtime: options.mtime,
+    size: 0,
+  };
+  if (stat.isDirectory()) return { ...base, type: "Directory" };
+  if (stat.isFile()) {
+    const inode = `${stat.dev}:${stat.ino}`;
+    const first = stat.nlink > 1 ? seenInodes.get(inode) : undefined;
+    if (first !== undefined) return { ...base, type: "Link", linkpath: first };
+    if (stat.nlink > 1) seenInodes.set(inode, path);
+    return { ...base, type: "File", size: stat.size, content: { file: absolute } };
+  }
+  if (stat.isSymbolicLink()) {
+    return { ...base, type: "SymbolicLink", linkpath: await readlink(absolute) };
+  }
+  if (stat.isCharacterDevice()) {
+    return { ...base, type: "CharacterDevice", ...deviceNumbers(stat.rdev) };
+  }
+  if (stat.isBlockDevice()) return { ...base, type: "BlockDevice", ...deviceNumbers(stat.rdev) };
+  if (stat.isFIFO()) return { ...base, type: "FIFO" };
+  return null;
 }
 
 /**
@@ -132,35 +170,10 @@ export async function* directoryEntries(
       const childAbsolute = join(absolute, name);
       const path = relative === "" ? name : `${relative}/${name}`;
       const stat = await lstat(childAbsolute);
-      const base = {
-        path,
-        mode: stat.mode & 0o7777,
-        uid: options.owner === "root" ? 0 : stat.uid,
-        gid: options.owner === "root" ? 0 : stat.gid,
-        mtime: options.mtime,
-        size: 0,
-      };
-      if (stat.isDirectory()) {
-        yield { ...base, type: "Directory" };
-        yield* walk(childAbsolute, path);
-      } else if (stat.isFile()) {
-        const inode = `${stat.dev}:${stat.ino}`;
-        const first = stat.nlink > 1 ? seenInodes.get(inode) : undefined;
-        if (first !== undefined) {
-          yield { ...base, type: "Link", linkpath: first };
-        } else {
-          if (stat.nlink > 1) seenInodes.set(inode, path);
-          yield { ...base, type: "File", size: stat.size, content: { file: childAbsolute } };
-        }
-      } else if (stat.isSymbolicLink()) {
-        yield { ...base, type: "SymbolicLink", linkpath: await readlink(childAbsolute) };
-      } else if (stat.isCharacterDevice()) {
-        yield { ...base, type: "CharacterDevice", ...deviceNumbers(stat.rdev) };
-      } else if (stat.isBlockDevice()) {
-        yield { ...base, type: "BlockDevice", ...deviceNumbers(stat.rdev) };
-      } else if (stat.isFIFO()) {
-        yield { ...base, type: "FIFO" };
-      }
+      const entry = await statEntry(childAbsolute, path, stat, options, seenInodes);
+      if (entry === null) continue;
+      yield entry;
+      if (entry.type === "Directory") yield* walk(childAbsolute, path);
     }
   }
   yield* walk(dir, "");

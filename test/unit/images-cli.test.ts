@@ -51,7 +51,7 @@ test("images build: every flag, spaced and with =", () => {
     dataDir: "/data",
     json: true,
     build: {
-      fromDir: "/srv/rootfs",
+      fromDirs: ["/srv/rootfs"],
       name: "docker.io/library/busybox:sk",
       entrypoint: ["/bin/sh", "-c"],
       cmd: ["echo hi", "--flag-like"],
@@ -70,13 +70,32 @@ test("images build: defaults leave entrypoint, cmd, workdir and user to the imag
     dataDir: "/var/lib/sandkube",
     json: false,
     build: {
-      fromDir: "/r",
+      fromDirs: ["/r"],
       name: "registry.k8s.io/x:latest",
       env: [],
       preserveOwner: false,
       output: null,
     },
   });
+});
+
+test("images build: --from-dir repeats, one layer each, lowest first", () => {
+  const parsed = parseImagesArgs([
+    "build",
+    "--from-dir",
+    "/l/base",
+    "--from-dir=/l/middle",
+    "--name",
+    "layered:1",
+    "--from-dir",
+    "/l/top",
+  ]);
+  assert.equal(parsed.action, "build");
+  assert.deepEqual(parsed.action === "build" ? parsed.build.fromDirs : [], [
+    "/l/base",
+    "/l/middle",
+    "/l/top",
+  ]);
 });
 
 test("images import and ls", () => {

@@ -1,0 +1,164 @@
+/**
+ * Runs inside a runsc sandbox (test/gvisor/images-layers.test.ts starts it): the 3-layer image of
+ * test/host/images-layers-fixture.ts, its upper layers written through gVisor's own overlay,
+ * built by `sandkube images build` into a node-shaped containerd with the native snapshotter,
+ * read back through `ctr images mount` and `ctr run`, then exported as a docker-archive and
+ * imported again. Prints one JSON object of what it saw as its last line.
+ */
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { labBinary, labBinDir } from "../../lab/paths.js";
+import { runCommand, type CommandResult } from "../../src/common/exec.js";
+import { readOverlayOpaqueDirectories } from "../../src/images/layers.js";
+import { nodeLayout } from "../../src/node/layout.js";
+import { changedPart, makeWhiteoutLayers } from "../host/images-layers-fixture.js";
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), "../../src/cli/main.js");
+const IMAGE = "docker.io/library/layered:sk";
+const root = "/tmp/sk-layers";
+const layout = nodeLayout(join(root, "node"));
+const seen: Record<string, unknown> = {};
+
+function summary(r: CommandResult): { exitCode: number; stdout: string; stderr: string } {
+  return {
+    exitCode: r.exitCode,
+    stdout: r.stdout,
+    stderr: r.stderr.trim().split("\n").slice(-3).join(" | "),
+  };
+}
+
+// It mounts over /sys/fs/cgroup: harmless in a sandbox's own mount namespace, not on a host.
+if (process.env["SANDKUBE_IN_GVISOR_LAB"] !== "1") {
+  process.stderr.write(
+    "images-layers-inside: runs only inside the gVisor lab (npm run lab:gvisor)\n",
+  );
+  process.exit(2);
+}
+
+// gVisor mounts no cgroup file system (docs/gvisor-lab.md), and runc needs the v1 controllers.
+await runCommand(["mount", "-t", "tmpfs", "cgroup", "/sys/fs/cgroup"]);
+for (const controller of [
+  "cpu",
+  "cpuacct",
+  "cpuset",
+  "memory",
+  "devices",
+  "freezer",
+  "blkio",
+  "pids",
+]) {
+  mkdirSync(`/sys/fs/cgroup/${controller}`, { recursive: true });
+  await runCommand([
+    "mount",
+    "-t",
+    "cgroup",
+    "-o",
+    controller,
+    "cgroup",
+    `/sys/fs/cgroup/${controller}`,
+  ]);
+}
+
+mkdirSync(dirname(layout.containerdConfig), { recursive: true });
+writeFileSync(
+  layout.containerdConfig,
+  `version = 3
+root = "${layout.containerdRoot}"
+state = "${layout.containerdState}"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"]
+[grpc]
+  address = "${layout.containerdSocket}"
+`,
+);
+writeFileSync(
+  layout.stateFile,
+  JSON.stringify({
+    schema: "sandkube.node/v1",
+    config: { snapshotter: "native", binaries: { ctr: labBinary("ctr") } },
+  }),
+);
+const log = openSync(join(root, "containerd.log"), "w");
+const containerd = spawn(labBinary("containerd"), ["--config", layout.containerdConfig], {
+  stdio: ["ignore", log, log],
+  env: { ...process.env, PATH: `${labBinDir()}:${process.env["PATH"] ?? ""}` },
+});
+closeSync(log);
+const ctr = (args: readonly string[]): Promise<CommandResult> =>
+  runCommand(
+    [labBinary("ctr"), "--address", layout.containerdSocket, "--namespace", "k8s.io", ...args],
+    {
+      timeoutMs: 120_000,
+    },
+  );
+const sandkube = (args: readonly string[]): Promise<CommandResult> =>
+  runCommand([process.execPath, CLI, "images", ...args, "--data-dir", layout.dataDir], {
+    timeoutMs: 180_000,
+  });
+
+/** The image's tree under data, etc/keep and opt, through a read-only native mount. */
+async function mountedTree(step: string): Promise<void> {
+  const target = join(root, `mnt-${step}`);
+  mkdirSync(target, { recursive: true });
+  const mount = await ctr(["images", "mount", "--snapshotter", "native", IMAGE, target]);
+  seen[`${step}Mount`] = summary(mount);
+  if (mount.exitCode !== 0) return;
+  try {
+    seen[`${step}Tree`] = changedPart(target);
+  } finally {
+    seen[`${step}Unmount`] = summary(await ctr(["images", "unmount", "--rm", target]));
+  }
+}
+
+try {
+  for (
+    let i = 0;
+    i < 300 && !(existsSync(layout.containerdSocket) && (await ctr(["version"])).exitCode === 0);
+    i++
+  )
+    await new Promise((r) => setTimeout(r, 100));
+  const layers = await makeWhiteoutLayers(root);
+  const whiteout = lstatSync(join(layers.top, "data/a"));
+  seen["whiteoutDevice"] = whiteout.isCharacterDevice() && whiteout.rdev === 0;
+  seen["opaqueDirs"] = [
+    ...(await readOverlayOpaqueDirectories(layers.middle, ["", "opt", "opt/x"])),
+  ];
+  seen["build"] = summary(
+    await sandkube([
+      "build",
+      ...["--from-dir", layers.base, "--from-dir", layers.middle, "--from-dir", layers.top],
+      ...["--name", "layered:sk", "--output", join(root, "layered.tar"), "--json"],
+    ]),
+  );
+  seen["ls"] = summary(await sandkube(["ls", "--json"]));
+  await mountedTree("built");
+  seen["run"] = summary(
+    await ctr([
+      "run",
+      "--rm",
+      "--snapshotter",
+      "native",
+      "--runc-binary",
+      labBinary("runc"),
+      IMAGE,
+      "sk-layers",
+      "/bin/sh",
+      "-c",
+      "ls -A /data /opt/x; cat /etc/keep",
+    ]),
+  );
+  const exported = join(root, "exported.tar");
+  seen["export"] = summary(await ctr(["images", "export", exported, IMAGE]));
+  seen["stripOci"] = summary(
+    await runCommand(["tar", "--delete", "-f", exported, "oci-layout", "index.json"]),
+  );
+  seen["rm"] = summary(await ctr(["images", "rm", "--sync", IMAGE]));
+  seen["snapshotsAfterRm"] = summary(await ctr(["snapshots", "--snapshotter", "native", "ls"]));
+  seen["reimport"] = summary(await sandkube(["import", exported, "--json"]));
+  await mountedTree("reimported");
+} finally {
+  containerd.kill("SIGTERM");
+  await new Promise((r) => containerd.once("exit", r));
+  process.stdout.write(`\n${JSON.stringify(seen)}\n`);
+}
