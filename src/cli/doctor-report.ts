@@ -3,6 +3,7 @@ import type { Verdict } from "../plan/verdict.js";
 import type { Check } from "../probe/check.js";
 import type { Facts } from "../probe/facts.js";
 import { renderTable } from "./table.js";
+import { chooseServiceProxy } from "../node/node-config.js";
 
 /** The versioned --json document; docs/doctor-json.md describes every field. */
 export interface DoctorReport {
@@ -166,6 +167,16 @@ export function foundRows(facts: Facts): Row[] {
   return rows;
 }
 
+/** Pure: which Service proxy and which egress rewrite `up` picks here, and the fact behind each. */
+export function dataPathLines(adaptations: readonly Adaptation[]): string[] {
+  const proxy = chooseServiceProxy("auto", adaptations);
+  const noMasquerade = adaptations.find((a) => a.id === "no-ip-masq");
+  return [
+    `- Services: ${proxy.serviceProxy === "kube-proxy" ? "stock kube-proxy, iptables mode" : "sandkube-proxy, in user space"} (because ${proxy.because})`,
+    `- Pod egress: ${noMasquerade === undefined ? "one MASQUERADE rule" : "SNAT to each uplink's address, tcp and udp"} (because ${noMasquerade?.because ?? "MASQUERADE works here"})`,
+  ];
+}
+
 export function renderHuman(report: DoctorReport): string {
   const out: string[] = [];
   out.push("FOUND", "");
@@ -187,6 +198,8 @@ export function renderHuman(report: DoctorReport): string {
           [26, 48, 48],
         ),
   );
+  out.push("", "DATA PATHS `up` WILL USE", "");
+  for (const line of dataPathLines(report.adaptations)) out.push(line);
   out.push("", `VERDICT: ${report.verdict.summary}`);
   for (const blocker of report.verdict.blockers) out.push(`  ${blocker.id}: ${blocker.because}`);
   return `${out.join("\n")}\n`;

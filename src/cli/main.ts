@@ -21,6 +21,11 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "each component's pid and health, the node's state and the kubeconfig path",
     load: async () => (await import("./status.js")).status,
   },
+  verify: {
+    summary:
+      "run a small workload and check each capability (Services, DNS, egress, storage), naming each blocker",
+    load: async () => (await import("./verify.js")).verifyCommand,
+  },
   logs: {
     summary: "print (or follow with -f) one component's log",
     load: async () => (await import("./logs.js")).logs,

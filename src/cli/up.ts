@@ -1,5 +1,6 @@
-import { rm, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
+import { resolve } from "node:path";
 import type { Adaptation } from "../plan/adaptations.js";
 import { systemIO } from "../probe/io.js";
 import { buildReport, makeDirectories, probeOptionsFromEnvironment } from "./doctor.js";
@@ -11,10 +12,16 @@ import { bringUp, NodeStartError } from "../node/up.js";
 import { locateNodeBinaries } from "../node/node-binaries.js";
 import { resolveKubeconfigTarget } from "../node/kubeconfig.js";
 import { remedyFor } from "../node/remedies.js";
-import type { RuntimeOption } from "../node/node-config.js";
+import {
+  chooseServiceProxy,
+  type RuntimeOption,
+  type ServiceProxyOption,
+} from "../node/node-config.js";
+import type { AddonBinaries } from "../addons/images.js";
 
 const USAGE = `usage: sandkube up [--data-dir DIR] [--runtime auto|sandkube|runc] [--kubeconfig FILE]
-                   [--bind-address ADDR] [--bin-dir DIR] [--timeout SECONDS] [--json]
+                   [--bind-address ADDR] [--bin-dir DIR] [--service-proxy auto|kube-proxy|sandkube-proxy]
+                   [--resolv-conf FILE] [--no-addons] [--timeout SECONDS] [--json]
 
 Probes this sandbox, provisions what Kubernetes needs, starts a one-node cluster under a background
 supervisor and returns once the node is Ready.
@@ -24,6 +31,10 @@ supervisor and returns once the node is Ready.
   --kubeconfig FILE     merge the "sandkube" context into FILE (default: $KUBECONFIG, else ~/.kube/config)
   --bind-address ADDR   where the API server listens (default: the node's own address, 10.244.0.1)
   --bin-dir DIR         look for the node's binaries here first
+  --service-proxy P     what carries Service traffic: auto (kube-proxy where its iptables rules can be
+                        written, sandkube-proxy where the probe shows they cannot), kube-proxy or sandkube-proxy
+  --resolv-conf FILE    the resolver pods and cluster DNS forward outside names to (default /etc/resolv.conf)
+  --no-addons           do not install cluster DNS (CoreDNS) and the default StorageClass (local-path)
   --timeout SECONDS     give up waiting for the node after this long (default 300)
   --json                print one JSON object on stdout; progress goes to stderr`;
 
@@ -33,6 +44,9 @@ const FLAGS = {
   "--kubeconfig": { takesValue: true },
   "--bind-address": { takesValue: true },
   "--bin-dir": { takesValue: true },
+  "--service-proxy": { takesValue: true },
+  "--resolv-conf": { takesValue: true },
+  "--no-addons": { takesValue: false },
   "--timeout": { takesValue: true },
   "--json": { takesValue: false },
   "--help": { takesValue: false },
@@ -47,6 +61,10 @@ export interface UpArgs {
   readonly kubeconfig: string | undefined;
   readonly bindAddress: string | null;
   readonly binDir: string | undefined;
+  readonly serviceProxy: ServiceProxyOption;
+  /** --resolv-conf; null means the sandbox's own /etc/resolv.conf, or none if it has none. */
+  readonly resolvConf: string | null;
+  readonly addons: boolean;
   readonly timeoutMs: number;
 }
 
@@ -58,6 +76,17 @@ export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv): Up
   const runtime = lastFlag(flags, "--runtime") ?? "auto";
   if (runtime !== "auto" && runtime !== "sandkube" && runtime !== "runc") {
     throw new UsageError(`up: --runtime must be auto, sandkube or runc, not "${runtime}".`);
+  }
+  const resolvConfFlag = lastFlag(flags, "--resolv-conf");
+  const serviceProxy = lastFlag(flags, "--service-proxy") ?? "auto";
+  if (
+    serviceProxy !== "auto" &&
+    serviceProxy !== "kube-proxy" &&
+    serviceProxy !== "sandkube-proxy"
+  ) {
+    throw new UsageError(
+      `up: --service-proxy must be auto, kube-proxy or sandkube-proxy, not "${serviceProxy}".`,
+    );
   }
   const timeoutText = lastFlag(flags, "--timeout") ?? "300";
   const timeout = Number(timeoutText);
@@ -80,6 +109,9 @@ export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv): Up
     kubeconfig: lastFlag(flags, "--kubeconfig"),
     bindAddress,
     binDir: lastFlag(flags, "--bin-dir"),
+    serviceProxy,
+    resolvConf: resolvConfFlag === undefined ? null : resolve(resolvConfFlag),
+    addons: !flags.has("--no-addons"),
     timeoutMs: timeout * 1000,
   };
 }
@@ -108,6 +140,27 @@ async function ensureWritableDataDir(dataDir: string): Promise<void> {
   }
 }
 
+function requireAddonBinaries(addons: AddonBinaries | null): AddonBinaries {
+  if (addons === null) {
+    throw new UsageError(
+      "up: CoreDNS or local-path-provisioner is missing, so cluster DNS and storage cannot be installed; run `sandkube install`, or pass --no-addons to start without them.",
+      1,
+    );
+  }
+  return addons;
+}
+
+async function ensureReadable(resolvConf: string): Promise<void> {
+  try {
+    await readFile(resolvConf, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "error";
+    throw new UsageError(
+      `up: --resolv-conf ${resolvConf} cannot be read (${code}); name an existing resolv.conf, or leave the flag out to use /etc/resolv.conf.`,
+    );
+  }
+}
+
 export async function up(args: string[]): Promise<number> {
   const parsed = parseUpArgs(args, process.env);
   if (parsed.help) {
@@ -121,6 +174,7 @@ export async function up(args: string[]): Promise<number> {
     );
   }
   await ensureWritableDataDir(parsed.dataDir);
+  if (parsed.resolvConf !== null) await ensureReadable(parsed.resolvConf);
   const layout = nodeLayout(parsed.dataDir);
   const progress = progressTo(process.stderr);
   const started = Date.now();
@@ -148,6 +202,11 @@ export async function up(args: string[]): Promise<number> {
     locateNodeBinaries({
       binDir: parsed.binDir,
       env: process.env,
+      needs: {
+        kubeProxy:
+          chooseServiceProxy(parsed.serviceProxy, report.adaptations).serviceProxy === "kube-proxy",
+        addons: parsed.addons,
+      },
       // "have X" for every binary already present is noise on every up; the rest is news.
       onProgress: (line) => {
         if (!line.startsWith("have ")) progress.note(`   ${line}`);
@@ -165,7 +224,10 @@ export async function up(args: string[]): Promise<number> {
         dataDir: parsed.dataDir,
         runtime: parsed.runtime,
         bindAddress: parsed.bindAddress,
+        serviceProxy: parsed.serviceProxy,
       },
+      resolvConf: parsed.resolvConf,
+      addons: parsed.addons ? requireAddonBinaries(binaries.addons) : null,
       layout,
       report,
       binaries: binaries.node,

@@ -55,12 +55,33 @@ export interface GoComponent {
   readonly note?: string;
 }
 
+/**
+ * When `sandkube up` needs a component:
+ * - "node": every node runs it.
+ * - "service-proxy": only where the node's plan runs stock kube-proxy for Services (the host
+ *   kernel); gVisor's iptables lacks the MASQUERADE, MARK and conntrack it uses (issue 9).
+ * - "addon": a cluster add-on that runs in a pod from a local image (src/addons/images.ts).
+ * - "tool": for the user only (helm); `up` never needs it.
+ */
+export type ComponentRole = "node" | "service-proxy" | "addon" | "tool";
+
+export interface InstallComponent extends GoComponent {
+  readonly role: ComponentRole;
+}
+
 export const KUBERNETES_VERSION = "v1.34.4";
 export const CONTAINERD_VERSION = "v2.4.2";
 export const RUNC_VERSION = "v1.4.4";
 export const CNI_PLUGINS_VERSION = "v1.9.1";
 export const CRI_TOOLS_VERSION = "v1.34.0";
 export const ETCD_VERSION = "v3.6.16";
+export const COREDNS_VERSION = "v1.13.2";
+/**
+ * Newest that proxy.golang.org serves (probed 2026-12-07): its version list names only v0.0.30, but
+ * v0.0.33, v0.0.35 and v0.0.37 are served by exact version; v0.0.31/32/34/36/38+ answer 403.
+ */
+export const LOCAL_PATH_PROVISIONER_VERSION = "v0.0.37";
+export const HELM_VERSION = "v4.3.2";
 
 /**
  * k8s.io/kubernetes v1.X.Y requires its staging modules at v0.0.0 and replaces them with
@@ -87,10 +108,11 @@ export function kubernetesVersionLdflags(kubernetesVersion: string): string[] {
   );
 }
 
-function kubernetesComponent(name: string): GoComponent {
+function kubernetesComponent(name: string, role: ComponentRole = "node"): InstallComponent {
   const staging = kubernetesStagingVersion(KUBERNETES_VERSION);
   return {
     kind: "go",
+    role,
     name,
     module: "k8s.io/kubernetes",
     version: KUBERNETES_VERSION,
@@ -123,8 +145,9 @@ const containerdBinary = (name: string): GoBinary => ({
   destination: "bin",
 });
 
-export const CONTAINERD: GoComponent = {
+export const CONTAINERD: InstallComponent = {
   kind: "go",
+  role: "node",
   name: "containerd",
   module: "github.com/containerd/containerd/v2",
   version: CONTAINERD_VERSION,
@@ -138,8 +161,9 @@ export const CONTAINERD: GoComponent = {
   needsDebian: [],
 };
 
-export const RUNC: GoComponent = {
+export const RUNC: InstallComponent = {
   kind: "go",
+  role: "node",
   name: "runc",
   module: "github.com/opencontainers/runc",
   version: RUNC_VERSION,
@@ -154,8 +178,9 @@ export const RUNC: GoComponent = {
   needsDebian: ["libseccomp-dev"],
 };
 
-export const CNI_PLUGINS: GoComponent = {
+export const CNI_PLUGINS: InstallComponent = {
   kind: "go",
+  role: "node",
   name: "cni",
   module: "github.com/containernetworking/plugins",
   version: CNI_PLUGINS_VERSION,
@@ -170,8 +195,9 @@ export const CNI_PLUGINS: GoComponent = {
   needsDebian: [],
 };
 
-export const CRICTL: GoComponent = {
+export const CRICTL: InstallComponent = {
   kind: "go",
+  role: "node",
   name: "crictl",
   module: "sigs.k8s.io/cri-tools",
   version: CRI_TOOLS_VERSION,
@@ -184,8 +210,9 @@ export const CRICTL: GoComponent = {
   needsDebian: [],
 };
 
-export const ETCD: GoComponent = {
+export const ETCD: InstallComponent = {
   kind: "go",
+  role: "node",
   name: "etcd",
   module: "go.etcd.io/etcd/server/v3",
   version: ETCD_VERSION,
@@ -205,11 +232,74 @@ export const ETCD: GoComponent = {
   needsDebian: [],
 };
 
+export const COREDNS: InstallComponent = {
+  kind: "go",
+  role: "addon",
+  name: "coredns",
+  module: "github.com/coredns/coredns",
+  version: COREDNS_VERSION,
+  binaries: [{ pkg: "github.com/coredns/coredns", name: "coredns", destination: "bin" }],
+  strategy: { kind: "install" },
+  toolchain: "local",
+  cgo: false,
+  tags: [],
+  // As CoreDNS's Makefile; its version string is the constant coremain.CoreVersion, so no -X is
+  // needed, and GitCommit stays empty because a module zip has no git history.
+  ldflags: ["-s", "-w"],
+  needsDebian: [],
+  note: "runs in a pod from the local image sandkube.local/coredns (src/addons/images.ts)",
+};
+
+export const LOCAL_PATH_PROVISIONER: InstallComponent = {
+  kind: "go",
+  role: "addon",
+  name: "local-path-provisioner",
+  module: "github.com/rancher/local-path-provisioner",
+  version: LOCAL_PATH_PROVISIONER_VERSION,
+  binaries: [
+    {
+      pkg: "github.com/rancher/local-path-provisioner",
+      name: "local-path-provisioner",
+      destination: "bin",
+    },
+  ],
+  strategy: { kind: "install" },
+  toolchain: "local",
+  cgo: false,
+  tags: [],
+  // As its scripts/build; without -X the binary reports its source default "0.0.1".
+  ldflags: ["-s", "-w", `-X main.VERSION=${LOCAL_PATH_PROVISIONER_VERSION}`],
+  needsDebian: [],
+  note: "runs in a pod from the local image sandkube.local/local-path-provisioner (src/addons/images.ts)",
+};
+
+export const HELM: InstallComponent = {
+  kind: "go",
+  role: "tool",
+  name: "helm",
+  module: "helm.sh/helm/v4",
+  version: HELM_VERSION,
+  binaries: [{ pkg: "helm.sh/helm/v4/cmd/helm", name: "helm", destination: "bin" }],
+  strategy: { kind: "install" },
+  toolchain: "local",
+  cgo: false,
+  tags: [],
+  // As helm's Makefile for a tagged build: without -X, `helm version` says "v4.3" (the source
+  // default); metadata stays empty, as on a tag, so the version carries no "+unreleased".
+  ldflags: [
+    "-s",
+    "-w",
+    `-X helm.sh/helm/v4/internal/version.version=${HELM_VERSION}`,
+    "-X helm.sh/helm/v4/internal/version.gitTreeState=clean",
+  ],
+  needsDebian: [],
+};
+
 /**
- * Everything a node runs, in build order: containerd, runc and kubelet first, because the lab's
- * users start with those while the rest still builds.
+ * Everything `sandkube install` provides, in build order: containerd, runc and kubelet first,
+ * because the lab's users start with those while the rest still builds; the user's tool last.
  */
-export const INSTALL_COMPONENTS: readonly GoComponent[] = [
+export const INSTALL_COMPONENTS: readonly InstallComponent[] = [
   CONTAINERD,
   RUNC,
   CNI_PLUGINS,
@@ -220,7 +310,27 @@ export const INSTALL_COMPONENTS: readonly GoComponent[] = [
   kubernetesComponent("kube-scheduler"),
   kubernetesComponent("kubectl"),
   ETCD,
+  kubernetesComponent("kube-proxy", "service-proxy"),
+  COREDNS,
+  LOCAL_PATH_PROVISIONER,
+  HELM,
 ];
+
+/**
+ * Names of the components `up` needs, in build order: for `installMissing({ only })`.
+ * kube-proxy only when the node's plan runs it.
+ */
+export function componentsForUp(options: {
+  readonly kubeProxy: boolean;
+  readonly addons?: boolean;
+}): string[] {
+  return INSTALL_COMPONENTS.filter(
+    (component) =>
+      component.role === "node" ||
+      (component.role === "addon" && options.addons !== false) ||
+      (component.role === "service-proxy" && options.kubeProxy),
+  ).map((component) => component.name);
+}
 
 /** How a binary is asked for its version, and the version it must report. */
 export interface VersionPin {
@@ -285,6 +395,24 @@ function pinFor(name: string, component: GoComponent): VersionPin {
       return {
         args: ["--version"],
         parse: firstGroup(/^crictl version (v?\d[\w.+-]*)/m),
+        expected,
+      };
+    case "coredns":
+      // "CoreDNS-1.13.2\nlinux/amd64, go1.26.8, "
+      return { args: ["-version"], parse: firstGroup(/^CoreDNS-(\d[\w.+-]*)/m), expected };
+    case "local-path-provisioner":
+      // urfave/cli's "NAME version VERSION", NAME being the file name it was started as.
+      return {
+        args: ["--version"],
+        parse: firstGroup(/^\S+ version (v?\d[\w.+-]*)/m),
+        expected,
+      };
+    case "helm":
+      // `helm version` prints a Go struct; the template prints the bare version ("v4.3.2"), and
+      // a build with metadata ("v4.3.2+unreleased") does not match the pin.
+      return {
+        args: ["version", "--template", "{{.Version}}"],
+        parse: firstGroup(/^(v\d[\w.+-]*)/m),
         expected,
       };
     default:

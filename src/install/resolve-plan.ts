@@ -116,5 +116,6 @@ export function toBinaryPaths(
     ctr: need("ctr"),
     ociRuntime: node.ociRuntime,
     cniBinDir: node.cniBinDir,
+    kubeProxy: paths["kube-proxy"] ?? null,
   };
 }

@@ -1,7 +1,7 @@
 import { dirname, join } from "node:path";
 import { importArgv } from "../images/containerd.js";
 import type { ClusterConfig } from "../plan/cluster-config.js";
-import { componentArgs } from "../plan/component-flags.js";
+import { componentArgs, SERVICE_PROXY_HEALTHZ } from "../plan/component-flags.js";
 import { pkiFiles } from "../plan/pki-files.js";
 import type { NodeLayout } from "./layout.js";
 import { componentLogPath } from "./layout.js";
@@ -13,6 +13,8 @@ export const COMPONENT_NAMES = [
   "kube-controller-manager",
   "kube-scheduler",
   "kubelet",
+  "kube-proxy",
+  "sandkube-proxy",
 ] as const;
 export type ComponentName = (typeof COMPONENT_NAMES)[number];
 
@@ -50,6 +52,8 @@ export interface ComponentPlanInput {
   readonly basePath: string;
   /** The pause image tarball, imported into containerd before kubelet starts. */
   readonly pauseImageTar: string;
+  /** How sandkube-proxy is started: this Node and the package's dist/src/proxy/main.js. */
+  readonly sandkubeProxyCommand: readonly string[];
 }
 
 /** Pure: what the supervisor runs, in start order. */
@@ -87,6 +91,24 @@ export function planComponents(input: ComponentPlanInput): ComponentSpec[] {
     logFile: componentLogPath(layout, name),
     stopGraceMs,
   });
+  const serviceProxyReadiness: Readiness = {
+    kind: "http",
+    url: `http://${SERVICE_PROXY_HEALTHZ}/healthz`,
+  };
+  const serviceProxy =
+    config.serviceProxy === "kube-proxy"
+      ? spec(
+          "kube-proxy",
+          [requireKubeProxy(config), ...args.kubeProxy],
+          ["kube-apiserver"],
+          serviceProxyReadiness,
+        )
+      : spec(
+          "sandkube-proxy",
+          [...input.sandkubeProxyCommand, ...args.sandkubeProxy],
+          ["kube-apiserver"],
+          serviceProxyReadiness,
+        );
   return [
     spec(
       "containerd",
@@ -124,6 +146,7 @@ export function planComponents(input: ComponentPlanInput): ComponentSpec[] {
       ["kube-apiserver"],
       { kind: "https", url: "https://127.0.0.1:10259/healthz" },
     ),
+    serviceProxy,
     spec(
       "kubelet",
       [config.binaries.kubelet, ...args.kubelet],
@@ -134,6 +157,13 @@ export function planComponents(input: ComponentPlanInput): ComponentSpec[] {
       5_000,
     ),
   ];
+}
+
+function requireKubeProxy(config: ClusterConfig): string {
+  if (config.binaries.kubeProxy === null) {
+    throw new Error("the plan chose kube-proxy, but no kube-proxy binary was found");
+  }
+  return config.binaries.kubeProxy;
 }
 
 function hostPort(host: string, port: number): string {

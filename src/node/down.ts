@@ -75,11 +75,13 @@ const NODE_PROGRAMS = new Set([
   "kube-controller-manager",
   "kube-scheduler",
   "kubelet",
+  "kube-proxy",
   "runc",
   "sandkube-runtime",
   "sandkube-init",
 ]);
 const SUPERVISOR = "supervisor-main.js";
+const SANDKUBE_PROXY = "proxy/main.js";
 
 /** This process and its ancestors: a script that runs `down --data-dir D` names D too. */
 export async function selfAndAncestors(): Promise<Set<number>> {
@@ -101,8 +103,8 @@ export async function processesUsing(dataDir: string): Promise<ProcessIdentity[]
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry) || spared.has(Number(entry))) continue;
     const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0");
-    if (!NODE_PROGRAMS.has(basename(argv[0] ?? "")) && !argv.some((a) => a.endsWith(SUPERVISOR)))
-      continue;
+    const ours = argv.some((a) => a.endsWith(SUPERVISOR) || a.endsWith(SANDKUBE_PROXY));
+    if (!NODE_PROGRAMS.has(basename(argv[0] ?? "")) && !ours) continue;
     if (!argv.some((arg) => arg.startsWith(dataDir))) continue;
     const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
     const startTime = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
@@ -205,6 +207,8 @@ export async function bringDown(
     leftovers.push(...(await unmountAllBelow(join(layout.dataDir, "run"))));
     leftovers.push(...(await unmountAllBelow(join(layout.dataDir, "containerd"))));
     leftovers.push(...(await removeCgroups(["kubepods", "kubepods.slice", "k8s.io", "sandkube"])));
+    const kubeProxyRules = await cleanupKubeProxy(state);
+    if (kubeProxyRules !== undefined) leftovers.push(kubeProxyRules);
   });
   await progress.step("Undoing the sandbox provisioning", async () => {
     for (const record of [...state.provisioned].reverse()) {
@@ -225,6 +229,20 @@ export async function bringDown(
     if (options.purge) await rm(layout.dataDir, { recursive: true, force: true });
   }
   return { found: true, leftovers };
+}
+
+/** kube-proxy leaves its iptables rules behind when it stops; its own --cleanup removes them. */
+async function cleanupKubeProxy(state: NodeState): Promise<string | undefined> {
+  const binary = state.config.binaries.kubeProxy;
+  if (state.config.serviceProxy !== "kube-proxy" || binary === null) return undefined;
+  const env = state.components.find((c) => c.name === "kube-proxy")?.env ?? {};
+  const result = await runCommand([binary, "--cleanup"], {
+    timeoutMs: 60_000,
+    env: { ...process.env, ...env },
+  });
+  return result.exitCode === 0
+    ? undefined
+    : `kube-proxy --cleanup: ${result.stderr.trim().split("\n").slice(-1)[0] ?? result.exitCode}`;
 }
 
 async function commandOf(pid: number): Promise<string> {

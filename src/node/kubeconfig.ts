@@ -132,13 +132,14 @@ const COMPONENT_KUBECONFIGS = [
   { certificate: "kubelet-client", file: "kubelet" },
   { certificate: "controller-manager", file: "controllerManager" },
   { certificate: "scheduler", file: "scheduler" },
+  { certificate: "kube-proxy", file: "kubeProxy" },
 ] as const satisfies readonly {
   certificate: CertificateId;
   file: keyof ReturnType<typeof kubeconfigFiles>;
 }[];
 
 /**
- * Writes admin.conf, kubelet.conf, controller-manager.conf and scheduler.conf, signed by the
+ * Writes admin.conf, kubelet.conf, controller-manager.conf, scheduler.conf and kube-proxy.conf, signed by the
  * cluster CA that ensurePki made. A file is kept when its server, CA and client certificate are
  * still right for `config`, so a second `up` leaves them alone; written files are mode 0600.
  */

@@ -1,7 +1,9 @@
 import { constants } from "node:fs";
 import { access } from "node:fs/promises";
+import type { AddonBinaries } from "../addons/images.js";
 import { installCacheDir } from "../install/cache.js";
 import { installMissing } from "../install/install.js";
+import { componentsForUp } from "../install/components.js";
 import { toBinaryPaths } from "../install/resolve-plan.js";
 import { UsageError } from "../cli/usage-error.js";
 import type { BinaryPaths } from "../plan/cluster-config.js";
@@ -14,6 +16,8 @@ export interface NodeBinaries {
   readonly sandkubeCni: string;
   readonly loopbackCni: string;
   readonly crictl: string | null;
+  /** CoreDNS and local-path-provisioner, for `up`'s add-ons; null when either is missing. */
+  readonly addons: AddonBinaries | null;
 }
 
 async function executable(path: string): Promise<boolean> {
@@ -32,6 +36,8 @@ export async function locateNodeBinaries(options: {
   readonly binDir: string | undefined;
   readonly env: NodeJS.ProcessEnv;
   readonly onProgress: (line: string) => void;
+  /** Only what this node will run: kube-proxy where the plan picks it, the add-ons unless off. */
+  readonly needs: { readonly kubeProxy: boolean; readonly addons: boolean };
 }): Promise<NodeBinaries> {
   const own = ["sandkube-runtime", "sandkube-cni"].map(packageBinary);
   for (const path of own) {
@@ -47,6 +53,7 @@ export async function locateNodeBinaries(options: {
     env: options.env,
     cacheDir: installCacheDir(options.env),
     onProgress: options.onProgress,
+    only: componentsForUp(options.needs),
   });
   const paths = resolution.paths;
   if (resolution.missing.length > 0) {
@@ -74,5 +81,9 @@ export async function locateNodeBinaries(options: {
     sandkubeCni: own[1] ?? "",
     loopbackCni: need("loopback"),
     crictl: paths["crictl"] ?? null,
+    addons:
+      paths["coredns"] !== undefined && paths["local-path-provisioner"] !== undefined
+        ? { coredns: paths["coredns"], localPathProvisioner: paths["local-path-provisioner"] }
+        : null,
   };
 }

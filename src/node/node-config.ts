@@ -1,16 +1,23 @@
 import { hostname } from "node:os";
 import type { Adaptation } from "../plan/adaptations.js";
-import type { BinaryPaths, ClusterConfig, RuntimeChoice } from "../plan/cluster-config.js";
+import type {
+  BinaryPaths,
+  ClusterConfig,
+  RuntimeChoice,
+  ServiceProxyChoice,
+} from "../plan/cluster-config.js";
 import { DEFAULT_API_SERVER_PORT, DEFAULT_NETWORK, SANDBOX_IMAGE } from "../plan/cluster-config.js";
 import type { Facts } from "../probe/facts.js";
 
 export type RuntimeOption = RuntimeChoice | "auto";
+export type ServiceProxyOption = ServiceProxyChoice | "auto";
 
 export interface NodeOptions {
   readonly dataDir: string;
   readonly runtime: RuntimeOption;
   /** --bind-address: where the API server listens; other components stay on loopback. */
   readonly bindAddress: string | null;
+  readonly serviceProxy: ServiceProxyOption;
 }
 
 /**
@@ -33,6 +40,23 @@ export function chooseRuntime(
     };
   }
   return { runtime: "runc", because: "a normal Linux kernel: stock runc runs pods here" };
+}
+
+/**
+ * Pure: stock kube-proxy unless the probe showed its iptables rules cannot be written (the
+ * `service-proxy` adaptation names the missing extensions), or --service-proxy says otherwise.
+ */
+export function chooseServiceProxy(
+  option: ServiceProxyOption,
+  adaptations: readonly Adaptation[],
+): { serviceProxy: ServiceProxyChoice; because: string } {
+  if (option !== "auto") return { serviceProxy: option, because: "--service-proxy" };
+  const missing = adaptations.find((a) => a.id === "service-proxy");
+  if (missing !== undefined) return { serviceProxy: "sandkube-proxy", because: missing.because };
+  return {
+    serviceProxy: "kube-proxy",
+    because: "iptables here has every extension kube-proxy's iptables mode writes",
+  };
 }
 
 /** Kubernetes node names are DNS-1123 subdomains: lower case, digits, '-' and '.'. */
@@ -62,6 +86,7 @@ export function buildClusterConfig(
     apiServerBindAddress: options.bindAddress ?? DEFAULT_NETWORK.nodeIP,
     apiServerPort: DEFAULT_API_SERVER_PORT,
     runtime,
+    serviceProxy: chooseServiceProxy(options.serviceProxy, adaptations).serviceProxy,
     mtu,
     snapshotter: native ? "native" : "overlayfs",
     sandboxImage: SANDBOX_IMAGE,

@@ -14,3 +14,7 @@ export function packageBinary(name: string): string {
 export function supervisorEntry(): string {
   return join(packageRoot(), "dist", "src", "node", "supervisor-main.js");
 }
+
+export function sandkubeProxyEntry(): string {
+  return join(packageRoot(), "dist", "src", "proxy", "main.js");
+}

@@ -27,7 +27,8 @@ export type CertificateId =
   | "admin"
   | "kubelet-client"
   | "controller-manager"
-  | "scheduler";
+  | "scheduler"
+  | "kube-proxy";
 
 export type SignerId = "ca" | "front-proxy-ca";
 export type CertificateUsage = "server" | "client";
@@ -163,6 +164,14 @@ export function planCertificates(config: ClusterConfig): CertificateRequest[] {
     }),
     leaf("scheduler", {
       commonName: "system:kube-scheduler",
+      usages: ["client"],
+      storedIn: "kubeconfig",
+    }),
+    // The Service proxy, kube-proxy or sandkube-proxy: the API server's bootstrap policy binds
+    // this user to system:node-proxier (list/watch Services, EndpointSlices, Nodes), as kubeadm's
+    // kube-proxy ServiceAccount is.
+    leaf("kube-proxy", {
+      commonName: "system:kube-proxy",
       usages: ["client"],
       storedIn: "kubeconfig",
     }),

@@ -1,4 +1,6 @@
 import type { Adaptation } from "../plan/adaptations.js";
+import { iptablesBackend } from "../plan/adaptations.js";
+import { isYes } from "../probe/check.js";
 import type { ClusterConfig } from "../plan/cluster-config.js";
 import type { Facts } from "../probe/facts.js";
 import { SYSCTL_CATALOG } from "../probe/sysctls.js";
@@ -43,10 +45,28 @@ export type ProvisionStep =
       readonly dir: string;
       /** iptables name -> the legacy binary it points at. */
       readonly links: Readonly<Record<string, string>>;
+    }
+  | {
+      readonly kind: "egress-nat";
+      readonly because: string;
+      /** The iptables binary whose backend works here (legacy in gVisor). */
+      readonly iptables: string;
+      /** A chain of sandkube's own in the nat table, jumped to from POSTROUTING. */
+      readonly chain: string;
+      /** Each rule's arguments after `-A <chain>`, in order. */
+      readonly rules: readonly (readonly string[])[];
     };
 
-export const NODE_LINK = "sandkube0";
-export const NODE_LINK_PEER = "sandkube0p";
+/** An interface outside the node's own links and pod links, with the address it reaches out by. */
+export interface Uplink {
+  readonly name: string;
+  readonly address: string;
+}
+
+export const EGRESS_CHAIN = "SANDKUBE-EGRESS";
+
+import { NODE_LINK, NODE_LINK_PEER } from "../plan/cluster-config.js";
+export { NODE_LINK, NODE_LINK_PEER };
 
 /** The folder put first on the components' PATH when iptables must be the legacy backend. */
 export function iptablesLegacyDir(layout: NodeLayout): string {
@@ -81,7 +101,7 @@ export function planProvisioning(
   adaptations: readonly Adaptation[],
   config: ClusterConfig,
   layout: NodeLayout,
-  current: { readonly ipForward: string | null },
+  current: { readonly ipForward: string | null; readonly uplinks: readonly Uplink[] },
 ): ProvisionStep[] {
   const steps: ProvisionStep[] = [];
   steps.push({
@@ -147,5 +167,86 @@ export function planProvisioning(
       links: { iptables: legacyBinary, "iptables-restore": restore, "iptables-save": save },
     });
   }
+  const egress = egressStep(facts, adaptations, config, current.uplinks);
+  if (egress !== null) steps.push(egress);
   return steps;
+}
+
+/**
+ * Pods leave the sandbox with the node's address, since nothing outside routes the pod range back.
+ * Where MASQUERADE exists one rule does it. gVisor registers no MASQUERADE target (the
+ * `no-ip-masq` adaptation), so each uplink gets SNAT to its own address instead; gVisor's SNAT
+ * also refuses a rule without a protocol (EINVAL, seen in the lab), hence one rule per protocol.
+ * Traffic between pods and to the node is never rewritten.
+ */
+export function egressStep(
+  facts: Facts,
+  adaptations: readonly Adaptation[],
+  config: ClusterConfig,
+  uplinks: readonly Uplink[],
+): ProvisionStep | null {
+  const backend = iptablesBackend(facts);
+  if (backend === null || !isYes(backend.capabilities.nat)) return null;
+  const keep = ["-d", config.clusterCIDR, "-j", "RETURN"];
+  const noMasquerade = adaptation(adaptations, "no-ip-masq");
+  if (noMasquerade === undefined) {
+    return {
+      kind: "egress-nat",
+      because:
+        "pod addresses are private to the node; replies must come back to the node's address",
+      iptables: backend.binary,
+      chain: EGRESS_CHAIN,
+      rules: [keep, ["-s", config.clusterCIDR, "-j", "MASQUERADE"]],
+    };
+  }
+  if (uplinks.length === 0) return null;
+  const snat = uplinks.flatMap((uplink) =>
+    ["tcp", "udp"].map((protocol) => [
+      "-s",
+      config.clusterCIDR,
+      "-o",
+      uplink.name,
+      "-p",
+      protocol,
+      "-j",
+      "SNAT",
+      "--to-source",
+      uplink.address,
+    ]),
+  );
+  return {
+    kind: "egress-nat",
+    because: `${noMasquerade.because}; SNAT to each uplink's address instead`,
+    iptables: backend.binary,
+    chain: EGRESS_CHAIN,
+    rules: [keep, ...snat],
+  };
+}
+
+/** Links that are the node's own or a pod's (sandkube-cni names them sk + 11 hex digits). */
+export function isClusterLink(name: string): boolean {
+  return (
+    name === "lo" || name === NODE_LINK || name === NODE_LINK_PEER || /^sk[0-9a-f]{11}$/.test(name)
+  );
+}
+
+/** Pure: uplinks from `ip -j -4 addr show`; addresses inside the cluster's ranges are skipped. */
+export function uplinksFromIpJson(
+  json: string,
+  insideCluster: (address: string) => boolean,
+): Uplink[] {
+  const links = JSON.parse(json) as {
+    ifname?: string;
+    addr_info?: { family?: string; local?: string }[];
+  }[];
+  const uplinks: Uplink[] = [];
+  for (const link of links) {
+    const name = link.ifname;
+    if (name === undefined || isClusterLink(name)) continue;
+    const address = (link.addr_info ?? []).find(
+      (info) => info.family === "inet" && info.local !== undefined && !insideCluster(info.local),
+    )?.local;
+    if (address !== undefined) uplinks.push({ name, address });
+  }
+  return uplinks;
 }

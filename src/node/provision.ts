@@ -23,7 +23,16 @@ export type ProvisionRecord =
       readonly created: "file" | "dir" | null;
       readonly because: string;
     }
-  | { readonly kind: "dir"; readonly path: string; readonly because: string };
+  | { readonly kind: "dir"; readonly path: string; readonly because: string }
+  | {
+      readonly kind: "iptables-chain";
+      readonly iptables: string;
+      readonly table: "nat";
+      /** Jumped to from this built-in chain. */
+      readonly hook: "POSTROUTING";
+      readonly chain: string;
+      readonly because: string;
+    };
 
 export type RecordSink = (record: ProvisionRecord) => Promise<void>;
 
@@ -202,7 +211,41 @@ export async function applyStep(step: ProvisionStep, sink: RecordSink): Promise<
       }
       return;
     }
+    case "egress-nat": {
+      const record: ProvisionRecord = {
+        kind: "iptables-chain",
+        iptables: step.iptables,
+        table: "nat",
+        hook: "POSTROUTING",
+        chain: step.chain,
+        because: step.because,
+      };
+      // A chain left by a crashed `up` is rebuilt: its uplink addresses may be stale.
+      await removeChain(record);
+      await run([step.iptables, "-t", "nat", "-N", step.chain]);
+      await sink(record);
+      for (const rule of step.rules) {
+        await run([step.iptables, "-t", "nat", "-A", step.chain, ...rule]);
+      }
+      await run([step.iptables, "-t", "nat", "-A", "POSTROUTING", "-j", step.chain]);
+      return;
+    }
   }
+}
+
+/** Every jump to the chain, then the chain; what is already gone is fine. */
+async function removeChain(
+  record: Extract<ProvisionRecord, { kind: "iptables-chain" }>,
+): Promise<string | undefined> {
+  const { iptables, table, hook, chain } = record;
+  for (let i = 0; i < 10; i++) {
+    const jump = await runCommand([iptables, "-t", table, "-D", hook, "-j", chain]);
+    if (jump.exitCode !== 0) break;
+  }
+  await runCommand([iptables, "-t", table, "-F", chain]);
+  const removed = await runCommand([iptables, "-t", table, "-X", chain]);
+  const gone = removed.exitCode === 0 || /No chain|does not exist/i.test(removed.stderr);
+  return gone ? undefined : `${iptables} -t ${table} -X ${chain}: ${removed.stderr.trim()}`;
 }
 
 /** Undoes one record; what is already gone is not an error, so a second `down` is harmless. */
@@ -242,5 +285,7 @@ export async function undoRecord(record: ProvisionRecord): Promise<string | unde
     case "dir":
       await rm(record.path, { recursive: true, force: true });
       return undefined;
+    case "iptables-chain":
+      return removeChain(record);
   }
 }

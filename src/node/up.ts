@@ -24,12 +24,20 @@ import { componentLogPath } from "./layout.js";
 import { buildClusterConfig, type NodeOptions } from "./node-config.js";
 import { isAlive, sleep, terminate, type ProcessIdentity } from "./process-identity.js";
 import { applyStep, type ProvisionRecord } from "./provision.js";
-import { iptablesLegacyDir, planProvisioning } from "./provision-plan.js";
-import { supervisorEntry } from "./package-root.js";
+import {
+  iptablesLegacyDir,
+  planProvisioning,
+  uplinksFromIpJson,
+  type Uplink,
+} from "./provision-plan.js";
+import { sandkubeProxyEntry, supervisorEntry } from "./package-root.js";
+import { parseIpv4, parseSubnet, subnetContains } from "../cni/ipv4.js";
 import type { NodeState, SupervisorStatus } from "./state.js";
 import { readNodeState, readSupervisorStatus, writeNodeState } from "./state.js";
 import { buildPauseImage } from "../images/pause.js";
 import { waitForCluster } from "./cluster-ready.js";
+import type { AddonBinaries } from "../addons/images.js";
+import { installAddons } from "./addons-step.js";
 
 export class NodeStartError extends Error {
   constructor(
@@ -93,6 +101,21 @@ async function uplinkMtu(): Promise<number> {
   return Number.isInteger(mtu) && mtu >= 1280 && mtu <= 9000 ? mtu : 1500;
 }
 
+/** Where pods leave the sandbox: every link with an address outside the cluster's ranges. */
+async function readUplinks(config: ClusterConfig): Promise<Uplink[]> {
+  const listed = await runCommand(["ip", "-j", "-4", "addr", "show"]);
+  if (listed.exitCode !== 0) return [];
+  const ranges = [config.clusterCIDR, config.serviceCIDR].map((cidr) => parseSubnet(cidr));
+  return uplinksFromIpJson(listed.stdout || "[]", (address) => {
+    const value = parseIpv4(address);
+    return (
+      value === undefined ||
+      address.startsWith("127.") ||
+      ranges.some((range) => range !== undefined && subnetContains(range, value))
+    );
+  });
+}
+
 async function readIpForward(): Promise<string | null> {
   return readFile("/proc/sys/net/ipv4/ip_forward", "utf8").then(
     (v) => v.trim(),
@@ -134,6 +157,10 @@ export interface UpRequest {
   readonly loopbackCni: string;
   readonly crictl: string | null;
   readonly userKubeconfig: string | null;
+  /** The resolver pods get (and cluster DNS forwards to); null: the sandbox's /etc/resolv.conf. */
+  readonly resolvConf: string | null;
+  /** CoreDNS and local-path-provisioner, installed once the node is Ready; null: no add-ons. */
+  readonly addons: AddonBinaries | null;
   readonly timeoutMs: number;
   readonly progress: Progress;
   readonly host?: string;
@@ -227,6 +254,7 @@ export async function bringUp(request: UpRequest): Promise<UpResult> {
       pathPrefix,
       basePath: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin",
       pauseImageTar: pauseTar,
+      sandkubeProxyCommand: [process.execPath, sandkubeProxyEntry()],
     }),
     kubeconfig: {
       admin: adminKubeconfigPath(layout),
@@ -242,6 +270,7 @@ export async function bringUp(request: UpRequest): Promise<UpResult> {
   await progress.step("Provisioning the sandbox", async () => {
     const steps = planProvisioning(report.facts, report.adaptations, config, layout, {
       ipForward: await readIpForward(),
+      uplinks: await readUplinks(config),
     });
     for (const step of steps) {
       await applyStep(step, async (record) => {
@@ -266,7 +295,7 @@ export async function bringUp(request: UpRequest): Promise<UpResult> {
       "sandkube-cni": request.sandkubeCni,
       loopback: request.loopbackCni,
     });
-    const resolv = await readFile("/etc/resolv.conf", "utf8").catch(() => "");
+    const resolv = await readFile(request.resolvConf ?? "/etc/resolv.conf", "utf8").catch(() => "");
     await writeFileAtomic(kubeletResolvConfPath(layout), resolv);
     await mkdir(layout.kubeletRoot, { recursive: true });
     await pauseImageTar(layout);
@@ -275,6 +304,11 @@ export async function bringUp(request: UpRequest): Promise<UpResult> {
 
   await progress.step("Starting the node supervisor", () => spawnSupervisor(layout));
   await waitForCluster(provisioned, layout, progress, request.timeoutMs, timings, started);
+  if (request.addons !== null) {
+    const left = Math.max(60_000, request.timeoutMs - (Date.now() - started));
+    await installAddons(provisioned, layout, request.addons, progress, left);
+    timings["addons_s"] = (Date.now() - started) / 1000;
+  }
   if (request.userKubeconfig !== null) {
     const entries = currentEntries(await readFile(adminKubeconfigPath(layout), "utf8"));
     if (entries === undefined)

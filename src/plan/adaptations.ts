@@ -359,6 +359,11 @@ function nfTablesEvidence(facts: Facts): NfTablesEvidence {
   return { verdict: "unknown" };
 }
 
+/** The iptables backend the node's rules go through: nf_tables where it works, else legacy. */
+export function iptablesBackend(facts: Facts): BackendCapabilities | null {
+  return chosenBackend(facts);
+}
+
 function chosenBackend(facts: Facts): BackendCapabilities | null {
   const { legacy, nfTables } = facts.iptables;
   if (nfTables !== null && nfTablesEvidence(facts).verdict === "works") return nfTables;
@@ -441,7 +446,8 @@ const noMasquerade: Rule = (facts) => {
     because: `${backend.binary} -j MASQUERADE fails: ${failureText(masquerade).split("\n")[0] ?? ""}`,
     facts: [`${backendPath(facts, backend)}.capabilities.masquerade`],
     meaning: "The bridge plugin's ipMasq rule fails, and with it every pod's network setup.",
-    action: "sandkube-cni sets no masquerade rule; pod traffic leaves through routes only.",
+    action:
+      "sandkube-cni sets no masquerade rule; `up` SNATs pod traffic (tcp and udp) to each uplink's own address instead.",
   };
 };
 

@@ -6,6 +6,13 @@
 /** Which OCI runtime containerd's runc shim runs as `BinaryName`. */
 export type RuntimeChoice = "sandkube" | "runc";
 
+/**
+ * What carries Service traffic: stock kube-proxy where its iptables rules can be written, or
+ * sandkube's own user-space proxy where the probe shows they cannot (the `service-proxy`
+ * adaptation: gVisor has no MASQUERADE, MARK, conntrack, comment, addrtype or statistic).
+ */
+export type ServiceProxyChoice = "kube-proxy" | "sandkube-proxy";
+
 /** Absolute paths of every binary the node runs. */
 export interface BinaryPaths {
   readonly etcd: string;
@@ -22,6 +29,8 @@ export interface BinaryPaths {
   readonly ociRuntime: string;
   /** Folder holding sandkube-cni and the stock `loopback` plugin. */
   readonly cniBinDir: string;
+  /** Stock kube-proxy; null where the node runs sandkube-proxy instead. */
+  readonly kubeProxy: string | null;
 }
 
 export interface ClusterConfig {
@@ -51,6 +60,7 @@ export interface ClusterConfig {
   readonly apiServerBindAddress: string;
   readonly apiServerPort: number;
   readonly runtime: RuntimeChoice;
+  readonly serviceProxy: ServiceProxyChoice;
   /** MTU of every pod link (gVisor bug #14011: keep it equal to the sandbox's uplink). */
   readonly mtu: number;
   /** containerd snapshotter: overlayfs where the data dir's filesystem takes overlay mounts. */
@@ -71,4 +81,8 @@ export const DEFAULT_NETWORK = {
 } as const;
 
 export const DEFAULT_API_SERVER_PORT = 6443;
+
+/** The node's own link (a veth pair, since gVisor and some kernels refuse dummy links). */
+export const NODE_LINK = "sandkube0";
+export const NODE_LINK_PEER = "sandkube0p";
 export const SANDBOX_IMAGE = "registry.k8s.io/pause:3.10.2-sandkube";

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { NodeLayout } from "../node/layout.js";
 import type { ClusterConfig } from "./cluster-config.js";
+import { NODE_LINK } from "./cluster-config.js";
 import { FRONT_PROXY_CLIENT_CN, kubeconfigFiles, pkiFiles } from "./pki-files.js";
 
 /** Each component's command-line arguments (without the binary). */
@@ -10,7 +11,12 @@ export interface ComponentArgs {
   readonly kubeControllerManager: string[];
   readonly kubeScheduler: string[];
   readonly kubelet: string[];
+  readonly kubeProxy: string[];
+  readonly sandkubeProxy: string[];
 }
+
+/** Where either Service proxy answers /healthz: kube-proxy's default port, on loopback only. */
+export const SERVICE_PROXY_HEALTHZ = "127.0.0.1:10256";
 
 /**
  * etcd listens on loopback only, whatever --bind-address says: it runs without TLS (as k3s's
@@ -123,5 +129,40 @@ export function componentArgs(config: ClusterConfig, layout: NodeLayout): Compon
     "cert-dir": join(layout.kubeletRoot, "pki"),
   });
 
-  return { etcd, kubeApiserver, kubeControllerManager, kubeScheduler, kubelet };
+  const kubeProxy = flags({
+    kubeconfig: kubeconfigs.kubeProxy,
+    "hostname-override": config.nodeName,
+    "proxy-mode": "iptables",
+    // Traffic from outside the pod range to a ClusterIP is masqueraded (kube-proxy's
+    // ClusterCIDR local-detection mode), so replies from a pod find their way back.
+    "cluster-cidr": config.clusterCIDR,
+    "healthz-bind-address": SERVICE_PROXY_HEALTHZ,
+    "metrics-bind-address": "127.0.0.1:10249",
+    // 0 leaves the kernel's conntrack table size and timeouts as they are: they are the
+    // sandbox's, and inside a container /proc/sys/net/netfilter is often read-only.
+    "conntrack-max-per-core": 0,
+    "conntrack-tcp-timeout-established": "0s",
+    "conntrack-tcp-timeout-close-wait": "0s",
+  });
+
+  const sandkubeProxy = [
+    "--kubeconfig",
+    kubeconfigs.kubeProxy,
+    "--link",
+    NODE_LINK,
+    "--service-cidr",
+    config.serviceCIDR,
+    "--healthz",
+    SERVICE_PROXY_HEALTHZ,
+  ];
+
+  return {
+    etcd,
+    kubeApiserver,
+    kubeControllerManager,
+    kubeScheduler,
+    kubelet,
+    kubeProxy,
+    sandkubeProxy,
+  };
 }

@@ -42,6 +42,8 @@ export interface KubeconfigFiles {
   readonly controllerManager: string;
   /** CN system:kube-scheduler. */
   readonly scheduler: string;
+  /** CN system:kube-proxy: the Service proxy, whichever runs. */
+  readonly kubeProxy: string;
 }
 
 /** The CN the API server accepts requestheader client certificates from. */
@@ -74,5 +76,6 @@ export function kubeconfigFiles(layout: Pick<NodeLayout, "kubeconfigDir">): Kube
     kubelet: at("kubelet.conf"),
     controllerManager: at("controller-manager.conf"),
     scheduler: at("scheduler.conf"),
+    kubeProxy: at("kube-proxy.conf"),
   };
 }

@@ -1,10 +1,44 @@
 /**
  * Checks that a cluster really runs the verify workload (src/verify/workload.ts), each through
- * kubectl, the client users use. A check never throws for a failure: it returns what it ran and
- * what came back, so a red result can be read without re-running anything.
+ * kubectl, the client users use, and the runner that applies it, runs the chosen checks in order
+ * and always deletes it. The Service, DNS, egress and storage checks live in network-checks.ts and
+ * storage-check.ts; what they all share is in cluster.ts.
  */
 import { spawn } from "node:child_process";
-import { runCommand, type CommandResult, type CommandRunner } from "../common/exec.js";
+import type { CommandRunner } from "../common/exec.js";
+import {
+  OPTIONAL_CHECKS,
+  apiServerBlocker,
+  describeCommand,
+  diagnose,
+  formatPods,
+  jobState,
+  kubectl,
+  kubectlPrefix,
+  kubectlSeconds,
+  parseForwardedPort,
+  podBlocker,
+  readyWebPods,
+  sleep,
+  succeeded,
+  timed,
+  webPods,
+  type CheckResult,
+  type ClusterTarget,
+  type OptionalCheckId,
+  type PodSummary,
+  type ServiceProxyHint,
+} from "./cluster.js";
+import {
+  dns,
+  egress,
+  endpointChange,
+  nodePort,
+  service,
+  udpService,
+  DEFAULT_REQUESTS,
+} from "./network-checks.js";
+import { pvc } from "./storage-check.js";
 import {
   CLIENT_POD,
   HTTP_PORT,
@@ -16,270 +50,34 @@ import {
   JOB_NAME,
   SECRET_ENV,
   SERVE_DIR,
-  WEB_APP,
   WEB_CONTAINER,
   WEB_DEPLOYMENT,
   WEB_LOG_LINE,
+  DEFAULT_WEB_REPLICAS,
   randomSuffix,
   renderWorkload,
   workloadYaml,
   type Workload,
+  type WorkloadPart,
 } from "./workload.js";
 
-export type CheckId =
-  | "apply"
-  | "deploymentReady"
-  | "logs"
-  | "exec"
-  | "portForward"
-  | "podToPod"
-  | "jobCompletes"
-  | "cleanup";
-
-export interface CheckResult {
-  readonly id: CheckId;
-  readonly ok: boolean;
-  readonly detail: string;
-  readonly durationMs: number;
-}
-
-export interface ClusterTarget {
-  readonly kubectl: string;
-  readonly kubeconfig: string;
-  readonly namespace: string;
-  /** The most one check may take. */
-  readonly timeoutMs: number;
-  /** runCommand unless a caller needs to record the commands. */
-  readonly run?: CommandRunner;
-}
-
-interface Outcome {
-  readonly ok: boolean;
-  readonly detail: string;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pure helpers (unit-tested)
-
-/** One line that says what ran and how it ended, with the end of stderr: the honest failure detail. */
-export function describeCommand(result: CommandResult): string {
-  const how =
-    result.failure !== undefined ? result.failure : `exit status ${String(result.exitCode)}`;
-  const stderr = result.stderr.trim().split("\n").slice(-5).join(" | ");
-  const stdout = result.stdout.trim().split("\n").slice(-3).join(" | ");
-  return `\`${result.argv.join(" ")}\` ended with ${how}${stderr ? `; stderr: ${stderr}` : ""}${
-    stderr === "" && stdout !== "" ? `; stdout: ${stdout}` : ""
-  }`;
-}
-
-/** `kubectl port-forward` prints "Forwarding from 127.0.0.1:41234 -> 8080" once it listens. */
-export function parseForwardedPort(output: string, remotePort: number): number | undefined {
-  const re = new RegExp(`Forwarding from 127\\.0\\.0\\.1:(\\d+) -> ${remotePort}\\b`);
-  const m = re.exec(output);
-  return m === null ? undefined : Number(m[1]);
-}
-
-export interface PodSummary {
-  readonly name: string;
-  readonly phase: string;
-  readonly ready: boolean;
-  readonly ip: string | undefined;
-  /** Conditions that are not True, and containers that are not running, with their reasons. */
-  readonly problems: readonly string[];
-}
-
-interface RawCondition {
-  type?: string;
-  status?: string;
-  reason?: string;
-  message?: string;
-}
-interface RawContainerStatus {
-  name?: string;
-  ready?: boolean;
-  restartCount?: number;
-  state?: Record<string, { reason?: string; message?: string; exitCode?: number } | undefined>;
-}
-interface RawPod {
-  metadata?: { name?: string };
-  status?: {
-    phase?: string;
-    podIP?: string;
-    conditions?: RawCondition[];
-    initContainerStatuses?: RawContainerStatus[];
-    containerStatuses?: RawContainerStatus[];
-  };
-}
-
-function containerProblem(kind: string, s: RawContainerStatus): string | undefined {
-  const [state, info] = Object.entries(s.state ?? {})[0] ?? ["unknown", undefined];
-  if (state === "running" && (s.ready ?? false)) return undefined;
-  if (kind === "init" && state === "terminated" && info?.exitCode === 0) return undefined;
-  const why = [
-    info?.reason,
-    info?.message,
-    info?.exitCode === undefined ? undefined : `exit ${info.exitCode}`,
-  ]
-    .filter((x) => x !== undefined && x !== "")
-    .join(", ");
-  return `${kind} ${s.name ?? "?"} ${state}${why ? ` (${why})` : ""}${
-    (s.restartCount ?? 0) > 0 ? `, ${String(s.restartCount)} restarts` : ""
-  }`;
-}
-
-/** Reads `kubectl get pods -o json` into what a failure report needs. */
-export function summarisePods(podListJson: string): PodSummary[] {
-  const list = JSON.parse(podListJson) as { items?: RawPod[] };
-  return (list.items ?? []).map((pod) => {
-    const conditions = pod.status?.conditions ?? [];
-    const problems: string[] = [];
-    for (const c of conditions) {
-      if (c.status !== "True") {
-        problems.push(
-          `${c.type ?? "?"}=${c.status ?? "?"}${c.reason ? ` (${c.reason}${c.message ? `: ${c.message}` : ""})` : ""}`,
-        );
-      }
-    }
-    for (const s of pod.status?.initContainerStatuses ?? []) {
-      const p = containerProblem("init", s);
-      if (p !== undefined) problems.push(p);
-    }
-    for (const s of pod.status?.containerStatuses ?? []) {
-      const p = containerProblem("container", s);
-      if (p !== undefined) problems.push(p);
-    }
-    return {
-      name: pod.metadata?.name ?? "?",
-      phase: pod.status?.phase ?? "Unknown",
-      ready: conditions.some((c) => c.type === "Ready" && c.status === "True"),
-      ip: pod.status?.podIP,
-      problems,
-    };
-  });
-}
-
-export function formatPods(pods: readonly PodSummary[]): string {
-  if (pods.length === 0) return "no pods";
-  return pods
-    .map(
-      (p) =>
-        `${p.name} ${p.phase}${p.ready ? " Ready" : ""}${p.ip ? ` ${p.ip}` : ""}${
-          p.problems.length > 0 ? ` [${p.problems.join("; ")}]` : ""
-        }`,
-    )
-    .join("; ");
-}
-
-export interface JobState {
-  readonly succeeded: number;
-  readonly failed: number;
-  /** Set once the Job can no longer complete (condition Failed=True). */
-  readonly failedReason: string | undefined;
-  readonly complete: boolean;
-}
-
-export function jobState(jobJson: string): JobState {
-  const job = JSON.parse(jobJson) as {
-    status?: { succeeded?: number; failed?: number; conditions?: RawCondition[] };
-  };
-  const conditions = job.status?.conditions ?? [];
-  const failedCondition = conditions.find((c) => c.type === "Failed" && c.status === "True");
-  return {
-    succeeded: job.status?.succeeded ?? 0,
-    failed: job.status?.failed ?? 0,
-    failedReason:
-      failedCondition === undefined
-        ? undefined
-        : `${failedCondition.reason ?? "Failed"}${failedCondition.message ? `: ${failedCondition.message}` : ""}`,
-    complete: conditions.some((c) => c.type === "Complete" && c.status === "True"),
-  };
-}
-
-/** kubectl's --timeout takes whole seconds; never 0, which means "forever" for some verbs. */
-export function kubectlSeconds(ms: number): string {
-  return `${String(Math.max(1, Math.ceil(ms / 1000)))}s`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// kubectl
-
-function kubectl(
-  target: ClusterTarget,
-  args: readonly string[],
-  options: { timeoutMs?: number; input?: string } = {},
-): Promise<CommandResult> {
-  const run = target.run ?? runCommand;
-  return run(
-    [target.kubectl, "--kubeconfig", target.kubeconfig, "--namespace", target.namespace, ...args],
-    {
-      timeoutMs: options.timeoutMs ?? 30_000,
-      ...(options.input === undefined ? {} : { input: options.input }),
-    },
-  );
-}
-
-function succeeded(result: CommandResult): boolean {
-  return result.exitCode === 0 && result.failure === undefined;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function timed(id: CheckId, body: () => Promise<Outcome>): Promise<CheckResult> {
-  const t0 = performance.now();
-  let outcome: Outcome;
-  try {
-    outcome = await body();
-  } catch (error: unknown) {
-    // A bug in the check itself is still reported as this check's failure, not thrown at the caller.
-    outcome = {
-      ok: false,
-      detail: `the check itself failed: ${error instanceof Error ? error.message : String(error)}`,
-    };
-  }
-  return { id, ...outcome, durationMs: Math.round(performance.now() - t0) };
-}
-
-/** Pods and the namespace's latest events: what a failed wait is reported with. */
-async function diagnose(target: ClusterTarget, selector?: string): Promise<string> {
-  const pods = await kubectl(target, [
-    "get",
-    "pods",
-    ...(selector === undefined ? [] : ["--selector", selector]),
-    "--output",
-    "json",
-  ]);
-  const podText = succeeded(pods) ? formatPods(summarisePods(pods.stdout)) : describeCommand(pods);
-  const events = await kubectl(target, [
-    "get",
-    "events",
-    "--sort-by",
-    ".metadata.creationTimestamp",
-  ]);
-  const eventText = succeeded(events)
-    ? events.stdout.trim().split("\n").slice(-15).join("\n    ")
-    : describeCommand(events);
-  return `pods: ${podText}\n  events (latest):\n    ${eventText}`;
-}
-
-async function webPods(target: ClusterTarget): Promise<PodSummary[] | string> {
-  const result = await kubectl(target, [
-    "get",
-    "pods",
-    "--selector",
-    `app=${WEB_APP}`,
-    "--output",
-    "json",
-  ]);
-  if (!succeeded(result)) return describeCommand(result);
-  return summarisePods(result.stdout);
-}
-
-async function readyWebPods(target: ClusterTarget): Promise<PodSummary[] | string> {
-  const pods = await webPods(target);
-  if (typeof pods === "string") return pods;
-  const ready = pods.filter((p) => p.ready);
-  return ready.length > 0 ? ready : `no Ready web pod: ${formatPods(pods)}`;
-}
+export {
+  OPTIONAL_CHECKS,
+  describeCommand,
+  formatPods,
+  jobState,
+  kubectlSeconds,
+  parseForwardedPort,
+  summarisePods,
+  type CheckId,
+  type CheckResult,
+  type CheckStatus,
+  type ClusterTarget,
+  type OptionalCheckId,
+  type PodSummary,
+  type JobState,
+  type ServiceProxyHint,
+} from "./cluster.js";
 
 // ---------------------------------------------------------------------------------------------
 // Checks
@@ -290,7 +88,7 @@ export function applyWorkload(target: ClusterTarget, workload: Workload): Promis
     const deadline = Date.now() + target.timeoutMs;
     const yaml = workloadYaml(workload);
     const ns = await kubectl(target, ["apply", "--filename", "-"], { input: yaml.namespace });
-    if (!succeeded(ns)) return { ok: false, detail: describeCommand(ns) };
+    if (!succeeded(ns)) return { ok: false, detail: describeCommand(ns), ...apiServerBlocker(ns) };
     let sa = await kubectl(target, ["get", "serviceaccount", "default", "--output", "name"]);
     while (!succeeded(sa) && Date.now() < deadline) {
       await sleep(500);
@@ -308,7 +106,10 @@ export function applyWorkload(target: ClusterTarget, workload: Workload): Promis
   });
 }
 
-export function deploymentReady(target: ClusterTarget): Promise<CheckResult> {
+export function deploymentReady(
+  target: ClusterTarget,
+  replicas: number = DEFAULT_WEB_REPLICAS,
+): Promise<CheckResult> {
   return timed("deploymentReady", async () => {
     const rollout = await kubectl(
       target,
@@ -325,16 +126,18 @@ export function deploymentReady(target: ClusterTarget): Promise<CheckResult> {
       ? ((JSON.parse(dep.stdout) as { status?: { readyReplicas?: number } }).status
           ?.readyReplicas ?? 0)
       : 0;
-    if (succeeded(rollout) && readyReplicas === 2) {
-      const pods = await webPods(target);
+    const pods = await webPods(target);
+    const n = `${String(readyReplicas)}/${String(replicas)}`;
+    if (succeeded(rollout) && readyReplicas === replicas) {
       return {
         ok: true,
-        detail: `2/2 replicas Ready: ${typeof pods === "string" ? pods : formatPods(pods)}`,
+        detail: `${n} replicas Ready: ${typeof pods === "string" ? pods : formatPods(pods)}`,
       };
     }
     return {
       ok: false,
-      detail: `${String(readyReplicas)}/2 replicas Ready; ${describeCommand(rollout)}\n  ${await diagnose(target)}`,
+      detail: `${n} replicas Ready; ${describeCommand(rollout)}\n  ${await diagnose(target)}`,
+      ...(typeof pods === "string" ? {} : podBlocker(pods, target.namespace)),
     };
   });
 }
@@ -426,11 +229,7 @@ export function portForward(target: ClusterTarget, expectedBody: string): Promis
     if (typeof pods === "string") return { ok: false, detail: pods };
     const pod = (pods[0] as PodSummary).name;
     const argv = [
-      target.kubectl,
-      "--kubeconfig",
-      target.kubeconfig,
-      "--namespace",
-      target.namespace,
+      ...kubectlPrefix(target),
       "port-forward",
       "--address",
       "127.0.0.1",
@@ -629,6 +428,7 @@ export function deleteNamespace(target: ClusterTarget): Promise<CheckResult> {
 export interface WorkloadCheckOptions {
   readonly kubectl: string;
   readonly kubeconfig: string;
+  readonly context?: string;
   /** Per check (the namespace deletion included). */
   readonly timeoutMs: number;
   readonly image?: string;
@@ -636,24 +436,62 @@ export interface WorkloadCheckOptions {
   readonly run?: CommandRunner;
   /** Called as each result arrives, for progress lines. */
   readonly onResult?: (result: CheckResult) => void;
+  /** Which checks to run, in their fixed order; all of OPTIONAL_CHECKS unless given. */
+  readonly checks?: readonly OptionalCheckId[];
+  /** Web replicas behind the Services (default 3). */
+  readonly replicas?: number;
+  /** Requests through the Service (service) and after the endpoint update (endpointChange). */
+  readonly requests?: number;
+  /** The CoreDNS image the UDP Service check runs. */
+  readonly dnsImage?: string;
+  /** A name outside the cluster that pods must resolve; the lookup is skipped without it. */
+  readonly outsideName?: string;
+  /** What the egress check fetches; without it, a server verify starts on the node's address. */
+  readonly egressUrl?: string;
+  /** Text the egress body must contain (with egressUrl). */
+  readonly egressExpect?: string;
+  /** The cluster's pod and Service ranges, which the egress server's address must lie outside. */
+  readonly clusterRanges?: readonly string[];
+  readonly serviceProxy?: ServiceProxyHint;
+  /** Leave the namespace for a look after a failure; cleanup is then reported skipped. */
+  readonly keepNamespace?: boolean;
 }
 
 export interface WorkloadCheckReport {
   readonly namespace: string;
+  /** No check failed (skipped ones do not count against it). */
   readonly ok: boolean;
   readonly results: readonly CheckResult[];
 }
 
+/** The objects a set of checks needs beyond the base workload. */
+export function partsFor(checks: readonly OptionalCheckId[]): WorkloadPart[] {
+  const wanted = new Set(checks);
+  const parts: WorkloadPart[] = [];
+  if (
+    ["service", "dns", "nodePort", "endpointChange"].some((c) => wanted.has(c as OptionalCheckId))
+  )
+    parts.push("services");
+  if (wanted.has("udpService")) parts.push("udpService");
+  if (wanted.has("pvc")) parts.push("pvc");
+  return parts;
+}
+
 /**
- * Applies the workload, runs every check in order and always deletes the namespace, waiting until
- * it is gone. Checks after a failure still run: each says for itself what it could not find.
+ * Applies the workload, runs the chosen checks in order and always deletes the namespace, waiting
+ * until it is gone. Checks after a failure still run: each says for itself what it could not find.
+ * endpointChange deletes a web pod, so it runs last.
  */
 export async function runWorkloadChecks(
   options: WorkloadCheckOptions,
 ): Promise<WorkloadCheckReport> {
+  const chosen = new Set(options.checks ?? OPTIONAL_CHECKS);
   const workload = renderWorkload({
     suffix: options.suffix ?? randomSuffix(),
+    parts: partsFor([...chosen]),
     ...(options.image === undefined ? {} : { image: options.image }),
+    ...(options.replicas === undefined ? {} : { replicas: options.replicas }),
+    ...(options.dnsImage === undefined ? {} : { dnsImage: options.dnsImage }),
   });
   const target: ClusterTarget = {
     kubectl: options.kubectl,
@@ -661,33 +499,60 @@ export async function runWorkloadChecks(
     namespace: workload.namespace,
     timeoutMs: options.timeoutMs,
     ...(options.run === undefined ? {} : { run: options.run }),
+    ...(options.context === undefined ? {} : { context: options.context }),
+    ...(options.serviceProxy === undefined ? {} : { serviceProxy: options.serviceProxy }),
   };
+  const requests = options.requests ?? DEFAULT_REQUESTS;
   const results: CheckResult[] = [];
   const record = (r: CheckResult): void => {
     results.push(r);
     options.onResult?.(r);
   };
+  const runners: Record<OptionalCheckId, () => Promise<CheckResult>> = {
+    deploymentReady: () => deploymentReady(target, workload.replicas),
+    logs: () => logs(target),
+    exec: () => exec(target, workload.secretValue),
+    portForward: () => portForward(target, workload.indexHtml),
+    podToPod: () => podToPod(target, workload.indexHtml),
+    service: () => service(target, { replicas: workload.replicas, requests }),
+    dns: () =>
+      dns(target, options.outsideName === undefined ? {} : { outsideName: options.outsideName }),
+    nodePort: () => nodePort(target),
+    udpService: () => udpService(target),
+    egress: () =>
+      egress(target, {
+        ...(options.egressUrl === undefined ? {} : { url: options.egressUrl }),
+        ...(options.egressExpect === undefined ? {} : { expect: options.egressExpect }),
+        ...(options.clusterRanges === undefined ? {} : { clusterRanges: options.clusterRanges }),
+      }),
+    pvc: () => pvc(target, workload, options.image === undefined ? {} : { image: options.image }),
+    jobCompletes: () => jobCompletes(target),
+    endpointChange: () => endpointChange(target, { replicas: workload.replicas, requests }),
+  };
   try {
     const applied = await applyWorkload(target, workload);
     record(applied);
     if (applied.ok) {
-      record(await deploymentReady(target));
-      record(await logs(target));
-      record(await exec(target, workload.secretValue));
-      record(await portForward(target, workload.indexHtml));
-      record(await podToPod(target, workload.indexHtml));
-      record(await jobCompletes(target));
+      for (const id of OPTIONAL_CHECKS) if (chosen.has(id)) record(await runners[id]());
     }
   } finally {
-    record(await deleteNamespace(target));
+    if (options.keepNamespace === true) {
+      record(
+        await timed("cleanup", () =>
+          Promise.resolve({
+            ok: false,
+            skipped: true,
+            detail: `namespace ${target.namespace} kept (--keep); delete it with \`sandkube kubectl delete namespace ${target.namespace}\``,
+          }),
+        ),
+      );
+    } else record(await deleteNamespace(target));
   }
-  return { namespace: workload.namespace, ok: results.every((r) => r.ok), results };
+  return {
+    namespace: workload.namespace,
+    ok: results.every((r) => r.status !== "failed"),
+    results,
+  };
 }
 
-export function formatReport(report: WorkloadCheckReport): string {
-  const lines = report.results.map(
-    (r) =>
-      `${r.ok ? "ok  " : "FAIL"} ${r.id.padEnd(16)} ${(r.durationMs / 1000).toFixed(1).padStart(6)}s  ${r.detail}`,
-  );
-  return `${lines.join("\n")}\n${report.ok ? "all checks passed" : "some checks failed"} (namespace ${report.namespace})\n`;
-}
+export { formatReport } from "./report.js";

@@ -7,15 +7,20 @@ import { busyboxRootfs } from "../../src/images/busybox.js";
 import { nodeLayout } from "../../src/node/layout.js";
 import { sleep } from "../../src/node/process-identity.js";
 import { readNodeState, readSupervisorStatus } from "../../src/node/state.js";
-import { runWorkloadChecks } from "../../src/verify/checks.js";
 import { selfAndAncestors } from "../../src/node/down.js";
+import { labBinary } from "../../lab/paths.js";
+import { openOutsideWorld, OUTSIDE_GREETING, type OutsideWorld } from "./outside-world.js";
 
 /**
  * The `sandkube up` scenario of issue 8, as one program: the host test runs it directly and the
  * gVisor test runs the same file inside a real runsc sandbox, so both prove the same things.
  * It prints one JSON object: every step with ok and an honest detail.
  *
- *   node dist/test/e2e/node-scenario.js --data-dir DIR [--runtime auto|runc|sandkube] [--faults] [--out FILE]
+ * Issue 9's part runs `sandkube verify` (Services, DNS, NodePort, egress, a PVC) with an outside
+ * world of its own (test/e2e/outside-world.ts) and installs, tests and removes a Helm chart.
+ *
+ *   node dist/test/e2e/node-scenario.js --data-dir DIR [--runtime auto|runc|sandkube]
+ *     [--service-proxy auto|kube-proxy|sandkube-proxy] [--faults] [--out FILE]
  */
 
 export interface ScenarioStep {
@@ -31,6 +36,11 @@ export interface ScenarioReport {
 }
 
 const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+const DEMO_CHART = fileURLToPath(
+  new URL("../../../test/fixtures/charts/sandkube-demo", import.meta.url),
+);
+/** The issue's count: a Service over 3 replicas, called 300 times. */
+const SERVICE_REQUESTS = 300;
 export const BUSYBOX_IMAGE = "sandkube.local/busybox:latest";
 
 function sandkube(args: readonly string[], timeoutMs = 600_000): Promise<CommandResult> {
@@ -170,9 +180,29 @@ export async function leftoversOf(dataDir: string, baseline?: MachineSnapshot): 
 export async function runScenario(options: {
   readonly dataDir: string;
   readonly runtime: string;
+  readonly serviceProxy?: string;
   readonly faults: boolean;
 }): Promise<ScenarioReport> {
   const s = new Scenario();
+  const serviceProxy = options.serviceProxy ?? "auto";
+  let outside: OutsideWorld | undefined;
+  await s.step("outside-world", async () => {
+    outside = await openOutsideWorld(labBinary("coredns"));
+    return `${outside.httpUrl} and DNS for ${outside.name} behind ${outside.uplink.name}`;
+  });
+  try {
+    return await scenarioOnNode(s, options, serviceProxy, outside);
+  } finally {
+    await outside?.close();
+  }
+}
+
+async function scenarioOnNode(
+  s: Scenario,
+  options: { readonly dataDir: string; readonly runtime: string; readonly faults: boolean },
+  serviceProxy: string,
+  outside: OutsideWorld | undefined,
+): Promise<ScenarioReport> {
   const { dataDir } = options;
   const layout = nodeLayout(dataDir);
   const userKubeconfig = join(
@@ -192,6 +222,9 @@ export async function runScenario(options: {
       dataDir,
       "--runtime",
       options.runtime,
+      "--service-proxy",
+      serviceProxy,
+      ...(outside === undefined ? [] : ["--resolv-conf", outside.resolvConf]),
       "--kubeconfig",
       userKubeconfig,
       "--json",
@@ -313,23 +346,15 @@ export async function runScenario(options: {
         throw new Error(`images ls lacks ${BUSYBOX_IMAGE}: ${listed}`);
       return `${BUSYBOX_IMAGE} imported`;
     });
-    const report = await runWorkloadChecks({
-      kubectl,
-      kubeconfig: admin,
-      timeoutMs: 180_000,
-      image: BUSYBOX_IMAGE,
+    await s.step("service-proxy", async () => {
+      const state = await readNodeState(layout);
+      const chosen = state?.config.serviceProxy ?? "none";
+      if (serviceProxy !== "auto" && chosen !== serviceProxy)
+        throw new Error(`asked for ${serviceProxy}, the node runs ${chosen}`);
+      return `${chosen} carries Service traffic`;
     });
-    for (const result of report.results) {
-      s.steps.push({
-        id: `workload-${result.id}`,
-        ok: result.ok,
-        detail: result.detail,
-        seconds: result.durationMs / 1000,
-      });
-      process.stderr.write(
-        `${result.ok ? "ok  " : "FAIL"} workload-${result.id}: ${result.detail}\n`,
-      );
-    }
+    await verifyEverything(s, dataDir, outside);
+    await helmChart(s, kubectl, admin);
     if (options.faults)
       await faults(s, {
         dataDir,
@@ -358,6 +383,123 @@ export async function runScenario(options: {
     return "data dir removed";
   });
   return { ok: s.steps.every((step) => step.ok), steps: s.steps };
+}
+
+/** `sandkube verify --json`: each of its checks becomes a scenario step. */
+async function verifyEverything(
+  s: Scenario,
+  dataDir: string,
+  outside: OutsideWorld | undefined,
+): Promise<void> {
+  const result = await sandkube([
+    "verify",
+    "--data-dir",
+    dataDir,
+    "--image",
+    BUSYBOX_IMAGE,
+    "--requests",
+    String(SERVICE_REQUESTS),
+    ...(outside === undefined
+      ? []
+      : ["--egress-url", outside.httpUrl, "--outside-name", outside.name]),
+    "--json",
+  ]);
+  let report: {
+    checks: { id: string; status: string; detail: string; durationMs: number }[];
+  };
+  try {
+    report = JSON.parse(result.stdout) as typeof report;
+  } catch {
+    s.steps.push({ id: "verify", ok: false, detail: brief(result), seconds: 0 });
+    return;
+  }
+  for (const check of report.checks) {
+    let ok = check.status === "ok";
+    let detail = check.detail;
+    // The outside server names who called: the node's uplink address proves the SNAT.
+    if (check.id === "egress" && outside !== undefined && ok) {
+      const seen = `${OUTSIDE_GREETING} ${outside.uplink.address}`;
+      if (!detail.includes(seen)) {
+        ok = false;
+        detail = `expected "${seen}" in: ${detail}`;
+      }
+    }
+    s.steps.push({ id: `verify-${check.id}`, ok, detail, seconds: check.durationMs / 1000 });
+    process.stderr.write(`${ok ? "ok  " : "FAIL"} verify-${check.id}: ${detail}\n`);
+  }
+  if (result.exitCode !== 0 && report.checks.every((c) => c.status !== "failed")) {
+    s.steps.push({ id: "verify-exit", ok: false, detail: brief(result), seconds: 0 });
+  }
+}
+
+/** The issue's chart: a Deployment, a Service, a ConfigMap and a PVC; `helm test`; uninstall. */
+async function helmChart(s: Scenario, kubectl: string, admin: string): Promise<void> {
+  const helm = labBinary("helm");
+  const namespace = "helm-demo";
+  const base = ["--kubeconfig", admin, "--namespace", namespace];
+  const installed = await s.step("helm-install", async () => {
+    const result = await runCommand(
+      [
+        helm,
+        "install",
+        "demo",
+        DEMO_CHART,
+        ...base,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "240s",
+      ],
+      { timeoutMs: 300_000 },
+    );
+    must(result, "helm install");
+    return result.stdout.split("\n").find((l) => l.startsWith("STATUS")) ?? "installed";
+  });
+  if (installed) {
+    await s.step("helm-test", async () => {
+      const result = await runCommand(
+        [helm, "test", "demo", ...base, "--timeout", "180s", "--logs"],
+        { timeoutMs: 240_000 },
+      );
+      must(result, "helm test");
+      if (!/Phase:\s+Succeeded/.test(result.stdout))
+        throw new Error(`helm test did not succeed: ${brief(result)}`);
+      return "the chart's test pod succeeded";
+    });
+  }
+  await s.step("helm-uninstall", async () => {
+    must(
+      await runCommand([helm, "uninstall", "demo", ...base, "--wait", "--timeout", "180s"], {
+        timeoutMs: 240_000,
+      }),
+      "helm uninstall",
+    );
+    const left = await runCommand(
+      [kubectl, "--kubeconfig", admin, "-n", namespace, "get", "deploy,svc,cm,pvc", "-o", "name"],
+      { timeoutMs: 60_000 },
+    );
+    const names = must(left, "kubectl get after uninstall")
+      .split("\n")
+      .filter((n) => n !== "" && n !== "configmap/kube-root-ca.crt");
+    if (names.length > 0) throw new Error(`still there after uninstall: ${names.join(", ")}`);
+    must(
+      await runCommand(
+        [
+          kubectl,
+          "--kubeconfig",
+          admin,
+          "delete",
+          "namespace",
+          namespace,
+          "--wait",
+          "--timeout=120s",
+        ],
+        { timeoutMs: 150_000 },
+      ),
+      "delete the chart's namespace",
+    );
+    return "Deployment, Service, ConfigMap and PVC removed";
+  });
 }
 
 const FAULT_POD = `apiVersion: v1
@@ -475,6 +617,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const report = await runScenario({
     dataDir,
     runtime: value("--runtime") ?? "auto",
+    serviceProxy: value("--service-proxy") ?? "auto",
     faults: argv.includes("--faults"),
   });
   const text = `${JSON.stringify(report, null, 2)}\n`;

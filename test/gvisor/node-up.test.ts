@@ -8,10 +8,20 @@ import type { ScenarioReport } from "../e2e/node-scenario.js";
 // `sandkube up` inside a real runsc sandbox (gVisor 2026-09, root on 9p, gVisor's own network
 // stack with only `lo`): the same scenario program as the host test, run inside the sandbox.
 
-const BINARIES = ["runsc", "etcd", "kube-apiserver", "kubelet", "containerd", "crictl"];
+const BINARIES = [
+  "runsc",
+  "etcd",
+  "kube-apiserver",
+  "kubelet",
+  "containerd",
+  "crictl",
+  "coredns",
+  "local-path-provisioner",
+  "helm",
+];
 
 test(
-  "gVisor (runsc new): up, the workload, faults, down leaves nothing",
+  "gVisor (runsc new): up, the workload, Services, DNS, egress, storage, Helm, faults, down leaves nothing",
   { timeout: 1_800_000 },
   async (t) => {
     if (!(await requireLab(t, BINARIES))) return;
@@ -41,7 +51,10 @@ test(
     }
     const failed = report.steps.filter((s) => !s.ok).map((s) => `${s.id}: ${s.detail}`);
     assert.deepEqual(failed, [], "every step passes inside gVisor");
-    assert.ok(report.steps.some((s) => s.id === "workload-portForward" && s.ok));
+    assert.ok(report.steps.some((s) => s.id === "verify-portForward" && s.ok));
+    assert.ok(
+      report.steps.some((s) => s.id === "service-proxy" && /sandkube-proxy/.test(s.detail)),
+    );
     assert.equal(result.exitCode, 0);
   },
 );

@@ -8,7 +8,18 @@ import { runScenario, type ScenarioReport } from "../e2e/node-scenario.js";
 // scheduler, containerd and kubelet: the workload of issue 8, faults, then `down`. The same
 // scenario runs inside gVisor in test/gvisor/node-up.test.ts.
 
-const NEEDED = ["etcd", "kube-apiserver", "kubelet", "containerd", "runc", "crictl"];
+const NEEDED = [
+  "etcd",
+  "kube-apiserver",
+  "kubelet",
+  "kube-proxy",
+  "containerd",
+  "runc",
+  "crictl",
+  "coredns",
+  "local-path-provisioner",
+  "helm",
+];
 
 async function missing(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return "SKIPPED: sandkube up needs root";
@@ -30,13 +41,13 @@ function assertAllOk(report: ScenarioReport): void {
     "every step of the scenario passes",
   );
   assert.ok(
-    report.steps.some((s) => s.id === "workload-deploymentReady"),
+    report.steps.some((s) => s.id === "verify-deploymentReady"),
     "the workload ran",
   );
 }
 
 test(
-  "host kernel: up with runc, the workload, faults, down leaves nothing",
+  "host kernel: up with runc and kube-proxy, the workload, Services, DNS, egress, storage, Helm, faults, down leaves nothing",
   { timeout: 1_500_000 },
   async (t) => {
     const reason = await missing();
@@ -48,11 +59,12 @@ test(
     });
     assertAllOk(report);
     assert.ok(report.steps.some((s) => s.id === "faults-sigkill-etcd" && s.ok));
+    assert.ok(report.steps.some((s) => s.id === "service-proxy" && /kube-proxy/.test(s.detail)));
   },
 );
 
 test(
-  "host kernel: up with sandkube-runtime, the workload, down leaves nothing",
+  "host kernel: up with sandkube-runtime and sandkube-proxy, the workload, Services, DNS, Helm, down leaves nothing",
   { timeout: 900_000 },
   async (t) => {
     const reason = await missing();
@@ -60,8 +72,10 @@ test(
     const report = await runScenario({
       dataDir: "/var/lib/sandkube-test-sk",
       runtime: "sandkube",
+      serviceProxy: "sandkube-proxy",
       faults: false,
     });
     assertAllOk(report);
+    assert.ok(report.steps.some((s) => s.id === "verify-service" && s.ok));
   },
 );

@@ -44,6 +44,7 @@ function configFor(layout: NodeLayout, snapshotter: ClusterConfig["snapshotter"]
     apiServerBindAddress: DEFAULT_NETWORK.nodeIP,
     apiServerPort: DEFAULT_API_SERVER_PORT,
     runtime: "runc",
+    serviceProxy: "kube-proxy",
     mtu: 1500,
     snapshotter,
     sandboxImage: "registry.k8s.io/pause:3.10.2-sandkube",
@@ -59,6 +60,7 @@ function configFor(layout: NodeLayout, snapshotter: ClusterConfig["snapshotter"]
       ctr: CTR,
       ociRuntime: labBinary("runc"),
       cniBinDir: join(layout.dataDir, "cni-bin"),
+      kubeProxy: null,
     },
   };
 }

@@ -116,8 +116,8 @@ test("images import and ls", () => {
 
 test("bad arguments are one-line UsageErrors naming what was wrong", () => {
   const cases: [string[], RegExp][] = [
-    [[], /say what to do: build, import or ls/],
-    [["push"], /unknown action "push"/],
+    [[], /say what to do: build, import, ls, pull or push/],
+    [["tag"], /unknown action "tag"/],
     [["build", "--name", "a"], /--from-dir DIR is required/],
     [["build", "--from-dir", "/r"], /--name NAME is required/],
     [

@@ -4,6 +4,7 @@ import {
   INSTALL_COMPONENTS,
   PRODUCT_BINARIES,
   RUNC,
+  componentsForUp,
   productBinary,
   type ProductBinary,
 } from "../../src/install/components.js";
@@ -56,6 +57,10 @@ test("the install table yields every binary a node runs, each once, CNI plugins 
     "ctr",
     "runc",
     "crictl",
+    "kube-proxy",
+    "coredns",
+    "local-path-provisioner",
+    "helm",
   ])
     assert.equal(binary(name).destination, "bin", name);
   for (const name of ["loopback", "host-local", "bridge", "portmap"])
@@ -74,6 +79,10 @@ test("judgeVersion reads each upstream's own version line and holds it against t
     ["ctr", ok("ctr github.com/containerd/containerd/v2 v2.4.2\n")],
     ["runc", ok("runc version 1.4.4\nspec: 1.3.0\n")],
     ["crictl", ok("crictl version v1.34.0\n")],
+    ["kube-proxy", ok("Kubernetes v1.34.4\n")],
+    ["coredns", ok("CoreDNS-1.13.2\nlinux/amd64, go1.26.8, \n")],
+    ["local-path-provisioner", ok("local-path-provisioner version v0.0.37\n")],
+    ["helm", ok("v4.3.2")],
     // CNI plugins print their about line on stderr and exit 1 without CNI_COMMAND.
     ["loopback", ok("", "CNI loopback plugin v1.9.1\nCNI protocol versions supported: 1.0.0\n", 1)],
   ];
@@ -92,6 +101,60 @@ test("judgeVersion reads each upstream's own version line and holds it against t
     none.matches ? "" : none.detail,
     /^reports no version \(exit status 126: exec format error\)/,
   );
+});
+
+test("a helm with build metadata, or one whose -X was lost, is not the pinned helm", () => {
+  // The source default without ldflags is "v4.3"; a build off the tag appends "+unreleased".
+  for (const printed of ["v4.3", "v4.3.2+unreleased", "v4.2.1"])
+    assert.equal(judgeVersion(binary("helm"), ok(printed)).matches, false, printed);
+  assert.equal(
+    judgeVersion(binary("local-path-provisioner"), ok("local-path-provisioner version 0.0.1\n"))
+      .matches,
+    false,
+    "without -X main.VERSION it reports its source default",
+  );
+});
+
+test("install order: containerd, runc and kubelet first; helm, the user's tool, last", () => {
+  const names = INSTALL_COMPONENTS.map((component) => component.name);
+  assert.deepEqual(names.slice(0, 2), ["containerd", "runc"]);
+  assert.ok(names.indexOf("kubelet") < names.indexOf("kube-apiserver"));
+  assert.equal(names.at(-1), "helm");
+  assert.equal(new Set(names).size, names.length);
+  const kubeProxy = INSTALL_COMPONENTS.find((component) => component.name === "kube-proxy");
+  const kubelet = INSTALL_COMPONENTS.find((component) => component.name === "kubelet");
+  assert.equal(kubeProxy?.module, kubelet?.module);
+  assert.equal(kubeProxy?.version, kubelet?.version);
+  assert.deepEqual(kubeProxy?.ldflags, kubelet?.ldflags);
+  const proxyStrategy = kubeProxy?.strategy;
+  const kubeletStrategy = kubelet?.strategy;
+  assert.ok(proxyStrategy?.kind === "wrapper" && kubeletStrategy?.kind === "wrapper");
+  // One wrapper module: kube-proxy's packages join kubelet's in the same `go get`.
+  assert.equal(proxyStrategy.wrapper, kubeletStrategy.wrapper);
+  assert.equal(proxyStrategy.localReplacement("k8s.io/api"), "v0.34.4");
+});
+
+test("up needs the node's components and the add-ons; kube-proxy only where it runs; never helm", () => {
+  const withProxy = componentsForUp({ kubeProxy: true });
+  const withoutProxy = componentsForUp({ kubeProxy: false });
+  assert.ok(!withProxy.includes("helm") && !withoutProxy.includes("helm"));
+  assert.ok(withProxy.includes("kube-proxy"));
+  assert.ok(!withoutProxy.includes("kube-proxy"));
+  for (const name of ["containerd", "runc", "kubelet", "etcd", "coredns", "local-path-provisioner"])
+    assert.ok(withoutProxy.includes(name), name);
+  assert.deepEqual(
+    withProxy.filter((name) => name !== "kube-proxy"),
+    withoutProxy,
+  );
+  // In table order, so installMissing({ only }) builds containerd, runc and kubelet first.
+  const order = INSTALL_COMPONENTS.map((component) => component.name);
+  assert.deepEqual(
+    withProxy,
+    order.filter((name) => withProxy.includes(name)),
+  );
+  const { binaries, unknown } = selectBinaries(withoutProxy);
+  assert.deepEqual(unknown, []);
+  assert.ok(!binaries.some((entry) => entry.name === "helm" || entry.name === "kube-proxy"));
 });
 
 test("a mismatched version is used from --bin-dir with a warning, and refused from PATH", () => {

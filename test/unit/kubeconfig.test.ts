@@ -142,13 +142,14 @@ test("component kubeconfigs: signed by the cluster CA, right identities, kept wh
   const config = pkiTestConfig(layout.dataDir);
   await ensurePki(config, layout);
   const first = await writeComponentKubeconfigs(config, layout);
-  assert.equal(first.written.length, 4);
+  assert.equal(first.written.length, 5);
   const files = kubeconfigFiles(layout);
   const expectedSubjects = {
     admin: "O = system:masters, CN = kubernetes-admin",
     kubelet: "O = system:nodes, CN = system:node:sandkube-test",
     controllerManager: "CN = system:kube-controller-manager",
     scheduler: "CN = system:kube-scheduler",
+    kubeProxy: "CN = system:kube-proxy",
   };
   for (const [name, path] of Object.entries(files)) {
     assert.equal((await stat(path)).mode & 0o777, 0o600, `${name} mode`);
@@ -185,7 +186,7 @@ test("component kubeconfigs: signed by the cluster CA, right identities, kept wh
 
   const moved = pkiTestConfig(layout.dataDir, { apiServerBindAddress: "0.0.0.0" });
   const third = await writeComponentKubeconfigs(moved, layout);
-  assert.equal(third.written.length, 4);
+  assert.equal(third.written.length, 5);
   assert.match(
     third.written[0]?.reason ?? "",
     /server changed \(now https:\/\/127\.0\.0\.1:6443\)/,

@@ -188,7 +188,7 @@ test("wrapper components build inside their module; critest is a test binary", (
   const get = wrapperGetCommand(layout, kubernetes);
   assert.equal(get.cwd, "/lab/modules/kubernetes");
   assert.deepEqual(get.argv.slice(0, 3), ["go", "get", "-t"]);
-  assert.equal(get.argv.length, 3 + 5);
+  assert.equal(get.argv.length, 3 + 6);
   assert.ok(get.argv.includes("k8s.io/kubernetes/cmd/kube-apiserver@v1.34.4"));
 });
 

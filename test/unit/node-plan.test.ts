@@ -1,11 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { planAdaptations } from "../../src/plan/adaptations.js";
+import { planAdaptations, type Adaptation } from "../../src/plan/adaptations.js";
 import type { BinaryPaths } from "../../src/plan/cluster-config.js";
 import type { Facts } from "../../src/probe/facts.js";
 import { nodeLayout } from "../../src/node/layout.js";
-import { buildClusterConfig, chooseRuntime, nodeNameFrom } from "../../src/node/node-config.js";
-import { planProvisioning } from "../../src/node/provision-plan.js";
+import {
+  buildClusterConfig,
+  chooseRuntime,
+  chooseServiceProxy,
+  nodeNameFrom,
+} from "../../src/node/node-config.js";
+import { planProvisioning, uplinksFromIpJson } from "../../src/node/provision-plan.js";
 import { planComponents, stopOrder } from "../../src/node/components.js";
 import { restartDelayMs } from "../../src/node/supervisor.js";
 import { mountsBelow } from "../../src/node/down.js";
@@ -25,14 +30,17 @@ const BINARIES: BinaryPaths = {
   ctr: "/b/ctr",
   ociRuntime: "/b/runc",
   cniBinDir: "/var/lib/sandkube/cni/bin",
+  kubeProxy: null,
 };
 const layout = nodeLayout("/var/lib/sandkube");
+
+const UPLINKS = [{ name: "eth0", address: "192.0.2.2" }];
 
 async function plan(fixture: DoctorFixture, ipForward = "0") {
   const facts: Facts = await replayFacts(fixture);
   const adaptations = planAdaptations(facts);
   const config = buildClusterConfig(
-    { dataDir: "/var/lib/sandkube", runtime: "auto", bindAddress: null },
+    { dataDir: "/var/lib/sandkube", runtime: "auto", bindAddress: null, serviceProxy: "auto" },
     facts,
     adaptations,
     BINARIES,
@@ -43,7 +51,7 @@ async function plan(fixture: DoctorFixture, ipForward = "0") {
     facts,
     adaptations,
     config,
-    steps: planProvisioning(facts, adaptations, config, layout, { ipForward }),
+    steps: planProvisioning(facts, adaptations, config, layout, { ipForward, uplinks: UPLINKS }),
   };
 }
 
@@ -116,6 +124,7 @@ test("components start after what they need and stop in reverse", async () => {
     pathPrefix: ["/p"],
     basePath: "/usr/bin",
     pauseImageTar: "/i/pause.tar",
+    sandkubeProxyCommand: ["/usr/bin/node", "/pkg/dist/src/proxy/main.js"],
   });
   const names = specs.map((s) => s.name);
   for (const spec of specs) {
@@ -135,6 +144,73 @@ test("components start after what they need and stop in reverse", async () => {
   assert.ok(
     containerd?.env["PATH"]?.startsWith("/p:/b:"),
     "iptables dir, then the shim's folder, lead PATH",
+  );
+});
+
+test("gVisor runs sandkube-proxy and SNATs per uplink; the host runs kube-proxy and masquerades", async () => {
+  const gvisor = await plan("gvisor-runsc-new");
+  assert.equal(gvisor.config.serviceProxy, "sandkube-proxy");
+  const gvisorEgress = gvisor.steps.find((s) => s.kind === "egress-nat");
+  assert.ok(gvisorEgress?.kind === "egress-nat");
+  assert.match(gvisorEgress.iptables, /iptables-legacy$/);
+  assert.deepEqual(gvisorEgress.rules, [
+    ["-d", "10.244.0.0/16", "-j", "RETURN"],
+    ["-s", "10.244.0.0/16", "-o", "eth0", "-p", "tcp", "-j", "SNAT", "--to-source", "192.0.2.2"],
+    ["-s", "10.244.0.0/16", "-o", "eth0", "-p", "udp", "-j", "SNAT", "--to-source", "192.0.2.2"],
+  ]);
+  const specs = planComponents({
+    config: gvisor.config,
+    layout,
+    pathPrefix: [],
+    basePath: "/usr/bin",
+    pauseImageTar: "/i/pause.tar",
+    sandkubeProxyCommand: ["/usr/bin/node", "/pkg/dist/src/proxy/main.js"],
+  });
+  const proxy = specs.find((s) => s.name === "sandkube-proxy");
+  assert.deepEqual(proxy?.argv.slice(0, 4), [
+    "/usr/bin/node",
+    "/pkg/dist/src/proxy/main.js",
+    "--kubeconfig",
+    "/var/lib/sandkube/kubeconfig/kube-proxy.conf",
+  ]);
+  assert.ok(!specs.some((s) => s.name === "kube-proxy"));
+
+  const host = await plan("host-kernel");
+  assert.equal(host.config.serviceProxy, "kube-proxy");
+  const hostEgress = host.steps.find((s) => s.kind === "egress-nat");
+  assert.ok(hostEgress?.kind === "egress-nat");
+  assert.deepEqual(hostEgress.rules[1], ["-s", "10.244.0.0/16", "-j", "MASQUERADE"]);
+});
+
+test("--service-proxy overrides the probe either way", () => {
+  const missing = [{ id: "service-proxy", because: "no comment match" }] as unknown as Adaptation[];
+  assert.deepEqual(chooseServiceProxy("auto", missing), {
+    serviceProxy: "sandkube-proxy",
+    because: "no comment match",
+  });
+  assert.equal(chooseServiceProxy("auto", []).serviceProxy, "kube-proxy");
+  assert.equal(chooseServiceProxy("sandkube-proxy", []).serviceProxy, "sandkube-proxy");
+  assert.equal(chooseServiceProxy("kube-proxy", missing).serviceProxy, "kube-proxy");
+});
+
+test("uplinks skip loopback, the node's links, pod links and cluster addresses", () => {
+  const json = JSON.stringify([
+    { ifname: "lo", addr_info: [{ family: "inet", local: "127.0.0.1" }] },
+    {
+      ifname: "eth0",
+      addr_info: [
+        { family: "inet6", local: "fe80::1" },
+        { family: "inet", local: "172.16.0.5" },
+      ],
+    },
+    { ifname: "sandkube0", addr_info: [{ family: "inet", local: "10.244.0.1" }] },
+    { ifname: "sk0123456789a", addr_info: [{ family: "inet", local: "10.244.0.1" }] },
+    { ifname: "wg0", addr_info: [{ family: "inet", local: "10.244.9.9" }] },
+    { ifname: "ens4" },
+  ]);
+  assert.deepEqual(
+    uplinksFromIpJson(json, (a) => a.startsWith("10.244.")),
+    [{ name: "eth0", address: "172.16.0.5" }],
   );
 });
 

@@ -23,6 +23,7 @@ export function pkiTestConfig(
     apiServerBindAddress: DEFAULT_NETWORK.nodeIP,
     apiServerPort: DEFAULT_API_SERVER_PORT,
     runtime: "runc",
+    serviceProxy: "kube-proxy",
     mtu: 1500,
     snapshotter: "native",
     sandboxImage: SANDBOX_IMAGE,
@@ -38,6 +39,7 @@ export function pkiTestConfig(
       ctr: "/nonexistent/ctr",
       ociRuntime: "/nonexistent/runc",
       cniBinDir: "/nonexistent/cni",
+      kubeProxy: null,
     },
     ...overrides,
   };

@@ -92,6 +92,7 @@ test("the plan is kubeadm's set, with the apiserver names the config implies", (
     "controller-manager",
     "front-proxy-ca",
     "front-proxy-client",
+    "kube-proxy",
     "kubelet-client",
     "kubelet-serving",
     "scheduler",

@@ -62,6 +62,7 @@ function testConfig(facts: Facts): ClusterConfig {
     apiServerBindAddress: DEFAULT_NETWORK.nodeIP,
     apiServerPort: DEFAULT_API_SERVER_PORT,
     runtime,
+    serviceProxy: "kube-proxy",
     mtu: 1500,
     snapshotter: ids.includes("native-snapshotter") ? "native" : "overlayfs",
     sandboxImage: "registry.k8s.io/pause:3.10.2-sandkube",
@@ -78,6 +79,7 @@ function testConfig(facts: Facts): ClusterConfig {
       ociRuntime:
         runtime === "sandkube" ? "/opt/sandkube/bin/sandkube-runtime" : "/opt/sandkube/bin/runc",
       cniBinDir: "/opt/sandkube/cni",
+      kubeProxy: null,
     },
   };
 }
@@ -198,7 +200,9 @@ describe("containerd config.toml from the recorded machines", () => {
         "127.0.0.1",
       );
       assert.equal(at(doc, "plugins", CRI_RUNTIME, "containerd", "default_runtime_name"), "runc");
-      assert.equal(at(doc, "plugins", CRI_IMAGES, "registry"), undefined);
+      assert.deepEqual(at(doc, "plugins", CRI_IMAGES, "registry"), {
+        config_path: "/var/lib/sandkube/containerd/certs.d",
+      });
     }
   });
 

@@ -249,6 +249,9 @@ test("against an API server that refuses connections, the checks report it and n
     assert.equal(apply?.ok, false);
     assert.match(apply?.detail ?? "", /kubectl --kubeconfig .* apply --filename -/);
     assert.match(apply?.detail ?? "", new RegExp(`127\\.0\\.0\\.1:${String(port)}.*refused`));
+    assert.equal(apply?.status, "failed");
+    assert.equal(apply?.blocker, "kubectl cannot reach the API server");
+    assert.match(apply?.remedy ?? "", /sandkube logs kube-apiserver/);
     assert.equal(cleanup?.ok, false, "a namespace that cannot be seen is not reported gone");
     assert.match(cleanup?.detail ?? "", /delete namespace sandkube-verify-unreachable/);
   } finally {

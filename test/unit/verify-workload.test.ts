@@ -9,6 +9,16 @@ import {
   JOB_LOG_LINE,
   SECRET_ENV,
   SERVE_DIR,
+  DEFAULT_DNS_IMAGE,
+  DNS_PROBE_ADDRESS,
+  DNS_PROBE_NAME,
+  DNS_PROBE_PORT,
+  HOSTNAME_PATH,
+  PVC_FILE,
+  PVC_MOUNT,
+  SERVICE_PORT,
+  dnsProbeCorefile,
+  pvcReader,
   randomSuffix,
   renderWorkload,
   verifyNamespace,
@@ -34,16 +44,33 @@ function at(value: unknown, ...path: (string | number)[]): unknown {
   return v;
 }
 
-function rendered(): { ns: Manifest[]; rest: Manifest[]; byKind: (kind: string) => Manifest } {
-  const yaml = workloadYaml(renderWorkload({ suffix: "abc123", secretValue: "hunter2" }));
+/** The base workload's own objects by kind; the optional parts have their own tests below. */
+const BASE_NAMES: Record<string, string> = {
+  ConfigMap: "web-content",
+  Secret: "web-secret",
+  Deployment: "web",
+  Job: "done",
+  Pod: "client",
+};
+
+function rendered(): {
+  ns: Manifest[];
+  rest: Manifest[];
+  byKind: (kind: string) => Manifest;
+  byName: (kind: string, name: string) => Manifest;
+} {
+  const yaml = workloadYaml(
+    renderWorkload({ suffix: "abc123", secretValue: "hunter2", pvcToken: "tok-1" }),
+  );
   const ns = docs(yaml.namespace);
   const rest = docs(yaml.rest);
-  const byKind = (kind: string): Manifest => {
-    const found = rest.filter((m) => m["kind"] === kind);
-    assert.equal(found.length, 1, `exactly one ${kind}`);
+  const byName = (kind: string, name: string): Manifest => {
+    const found = rest.filter((m) => m["kind"] === kind && at(m, "metadata", "name") === name);
+    assert.equal(found.length, 1, `exactly one ${kind} ${name}`);
     return found[0] as Manifest;
   };
-  return { ns, rest, byKind };
+  const byKind = (kind: string): Manifest => byName(kind, BASE_NAMES[kind] ?? "?");
+  return { ns, rest, byKind, byName };
 }
 
 test("the namespace comes alone and first, and every other object lives in it", () => {
@@ -52,8 +79,21 @@ test("the namespace comes alone and first, and every other object lives in it", 
   assert.equal(at(ns[0], "kind"), "Namespace");
   assert.equal(at(ns[0], "metadata", "name"), "sandkube-verify-abc123");
   assert.deepEqual(
-    rest.map((m) => m["kind"]),
-    ["ConfigMap", "Secret", "Deployment", "Job", "Pod"],
+    rest.map((m) => `${String(m["kind"])}/${String(at(m, "metadata", "name"))}`),
+    [
+      "ConfigMap/web-content",
+      "Secret/web-secret",
+      "Deployment/web",
+      "Job/done",
+      "Pod/client",
+      "Service/web",
+      "Service/web-nodeport",
+      "ConfigMap/dns-probe-corefile",
+      "Deployment/dns-probe",
+      "Service/dns-probe",
+      "PersistentVolumeClaim/data",
+      "Pod/pvc-writer",
+    ],
   );
   for (const m of rest) assert.equal(at(m, "metadata", "namespace"), "sandkube-verify-abc123");
 });
@@ -73,11 +113,11 @@ test("the Secret carries the value exec reads back from the environment", () => 
   assert.equal(at(secret, "stringData", "token"), "hunter2");
 });
 
-test("the Deployment: 2 replicas of the local busybox image, never pulled, serving on 8080", () => {
+test("the Deployment: 3 replicas of the local busybox image, never pulled, serving on 8080", () => {
   const { byKind } = rendered();
   const dep = byKind("Deployment");
   assert.equal(at(dep, "apiVersion"), "apps/v1");
-  assert.equal(at(dep, "spec", "replicas"), 2);
+  assert.equal(at(dep, "spec", "replicas"), 3);
   const spec = at(dep, "spec", "template", "spec");
   const labels = at(dep, "spec", "template", "metadata", "labels");
   assert.deepEqual(at(dep, "spec", "selector", "matchLabels"), labels);
@@ -125,11 +165,14 @@ test("an initContainer writes into the emptyDir that the main container serves",
 });
 
 test("every container is non-root, read-only, without capabilities or privilege escalation", () => {
-  const { byKind } = rendered();
+  const { byKind, byName } = rendered();
   const podSpecs = [
     at(byKind("Deployment"), "spec", "template", "spec"),
     at(byKind("Job"), "spec", "template", "spec"),
     at(byKind("Pod"), "spec"),
+    at(byName("Deployment", "dns-probe"), "spec", "template", "spec"),
+    at(byName("Pod", "pvc-writer"), "spec"),
+    at(pvcReader(renderWorkload({ suffix: "abc123" })), "spec"),
   ];
   let containers = 0;
   for (const spec of podSpecs) {
@@ -150,7 +193,11 @@ test("every container is non-root, read-only, without capabilities or privilege 
       assert.equal(at(c, "imagePullPolicy"), "Never");
     }
   }
-  assert.equal(containers, 4, "web, its initContainer, the job's and the client's");
+  assert.equal(
+    containers,
+    7,
+    "web, its initContainer, the job's, the client's, CoreDNS's, the PVC writer's and reader's",
+  );
 });
 
 test("the web container has an httpGet readiness probe on the port it serves", () => {
@@ -210,4 +257,122 @@ test("every field is one Kubernetes 1.34's API knows: the typed models keep them
     parse(dumpYaml(misspelled[0])),
     docs("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containerz: []}\n")[0],
   );
+});
+
+test("each web replica serves its own hostname, written by the initContainer", () => {
+  const { byKind } = rendered();
+  const spec = at(byKind("Deployment"), "spec", "template", "spec");
+  const init = (at(spec, "initContainers", 0, "command") as string[]).join(" ");
+  assert.match(
+    init,
+    new RegExp(`cat /etc/hostname \\|\\| hostname; \\} > ${SERVE_DIR}${HOSTNAME_PATH}`),
+  );
+  assert.equal(
+    at(spec, "terminationGracePeriodSeconds"),
+    2,
+    "a deleted replica serves one second longer than a proxy gets to follow",
+  );
+});
+
+test("the Services: web (ClusterIP) and web-nodeport (NodePort) over the web pods' named port", () => {
+  const { byKind, byName } = rendered();
+  const labels = at(byKind("Deployment"), "spec", "template", "metadata", "labels");
+  for (const [name, type] of [
+    ["web", "ClusterIP"],
+    ["web-nodeport", "NodePort"],
+  ] as const) {
+    const svc = byName("Service", name);
+    assert.equal(at(svc, "spec", "type"), type);
+    assert.deepEqual(at(svc, "spec", "selector"), labels);
+    assert.equal(at(svc, "spec", "ports", 0, "port"), SERVICE_PORT);
+    assert.equal(at(svc, "spec", "ports", 0, "targetPort"), "http");
+    assert.equal(at(svc, "spec", "ports", 0, "nodePort"), undefined, "the API server picks it");
+  }
+  const web = at(byKind("Deployment"), "spec", "template", "spec", "containers", 0);
+  assert.equal(at(web, "ports", 0, "name"), "http");
+});
+
+test("the UDP Service: port 53/UDP to a non-root CoreDNS on 5353 that knows one name", () => {
+  const { byName } = rendered();
+  const svc = byName("Service", "dns-probe");
+  assert.deepEqual(at(svc, "spec", "ports"), [
+    { name: "dns", port: 53, targetPort: DNS_PROBE_PORT, protocol: "UDP" },
+  ]);
+  const dep = byName("Deployment", "dns-probe");
+  assert.equal(at(dep, "spec", "replicas"), 1);
+  assert.deepEqual(at(svc, "spec", "selector"), at(dep, "spec", "template", "metadata", "labels"));
+  const c = at(dep, "spec", "template", "spec", "containers", 0);
+  assert.equal(at(c, "image"), DEFAULT_DNS_IMAGE);
+  assert.equal(at(c, "imagePullPolicy"), "Never");
+  assert.deepEqual(at(c, "args"), ["-conf", "/etc/coredns/Corefile"]);
+  assert.equal(at(c, "securityContext", "runAsNonRoot"), true);
+  const corefile = at(byName("ConfigMap", "dns-probe-corefile"), "data", "Corefile");
+  assert.equal(corefile, dnsProbeCorefile());
+  assert.match(corefile as string, new RegExp(`^\\.:${DNS_PROBE_PORT} \\{`));
+  assert.match(
+    corefile as string,
+    new RegExp(`hosts \\{\\n\\s+${DNS_PROBE_ADDRESS.replace(/\./g, "\\.")} ${DNS_PROBE_NAME}\\n`),
+  );
+  assert.doesNotMatch(
+    corefile as string,
+    /forward/,
+    "an answer can only come from the hosts block",
+  );
+  const image = renderWorkload({ suffix: "x", dnsImage: "example.local/coredns:1" });
+  assert.equal(
+    image.objects.udpService?.deployment.spec?.template.spec?.containers[0]?.image,
+    "example.local/coredns:1",
+  );
+});
+
+test("the PVC: no storageClassName; the writer stores the token, the reader reads it back", () => {
+  const { byName } = rendered();
+  const claim = byName("PersistentVolumeClaim", "data");
+  assert.equal(at(claim, "spec", "storageClassName"), undefined, "the default StorageClass");
+  assert.deepEqual(at(claim, "spec", "accessModes"), ["ReadWriteOnce"]);
+  const writer = byName("Pod", "pvc-writer");
+  assert.equal(at(writer, "spec", "restartPolicy"), "Never");
+  assert.equal(at(writer, "spec", "volumes", 0, "persistentVolumeClaim", "claimName"), "data");
+  assert.deepEqual(at(writer, "spec", "containers", 0, "command"), [
+    "sh",
+    "-c",
+    `echo tok-1 > ${PVC_MOUNT}/${PVC_FILE}`,
+  ]);
+  const reader = pvcReader(renderWorkload({ suffix: "abc123" }));
+  assert.equal(reader.metadata?.name, "pvc-reader");
+  assert.equal(reader.metadata?.namespace, "sandkube-verify-abc123");
+  assert.deepEqual(reader.spec?.containers[0]?.command, [
+    "sh",
+    "-c",
+    `cat ${PVC_MOUNT}/${PVC_FILE}`,
+  ]);
+  assert.equal(reader.spec?.volumes?.[0]?.persistentVolumeClaim?.claimName, "data");
+  assert.throws(
+    () => renderWorkload({ suffix: "x", pvcToken: "a;rm" }),
+    /must be \[A-Za-z0-9._-\]/,
+  );
+});
+
+test("parts leave out what the chosen checks do not need; replicas are a parameter", () => {
+  const bare = renderWorkload({ suffix: "x", parts: [] });
+  assert.deepEqual(
+    docs(workloadYaml(bare).rest).map((m) => m["kind"]),
+    ["ConfigMap", "Secret", "Deployment", "Job", "Pod"],
+  );
+  const pvcOnly = renderWorkload({ suffix: "x", parts: ["pvc"] });
+  assert.equal(pvcOnly.objects.services, undefined);
+  assert.notEqual(pvcOnly.objects.pvc, undefined);
+  assert.equal(renderWorkload({ suffix: "x", replicas: 5 }).objects.deployment.spec?.replicas, 5);
+  assert.throws(() => renderWorkload({ suffix: "x", replicas: 1 }), /at least 2/);
+});
+
+test("the client pod has a writable scratch dir for the request loop's markers", () => {
+  const { byKind } = rendered();
+  const pod = byKind("Pod");
+  const mount = at(pod, "spec", "containers", 0, "volumeMounts", 0);
+  assert.equal(at(mount, "mountPath"), "/tmp");
+  const volume = (at(pod, "spec", "volumes") as Manifest[]).find(
+    (v) => v["name"] === at(mount, "name"),
+  );
+  assert.deepEqual(at(volume, "emptyDir"), {});
 });
