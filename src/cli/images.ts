@@ -1,4 +1,4 @@
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { CommandFailedError } from "../common/exec.js";
 import {
@@ -24,6 +24,15 @@ import {
   formatImageReference,
 } from "../images/reference.js";
 import { nodeLayout } from "../node/layout.js";
+import { registryHostsDir } from "../plan/containerd-config.js";
+import { parseCredentialsFile, type RegistryLogin } from "../registry/credentials.js";
+import {
+  ctrFailureLine,
+  pullArgv,
+  pushArgv,
+  runWithLogin,
+  type PullTarget,
+} from "../registry/transfer.js";
 import { readNodeState } from "../node/state.js";
 import type { Command } from "./main.js";
 import { renderTable } from "./table.js";
@@ -31,9 +40,10 @@ import { UsageError } from "./usage-error.js";
 
 export const DEFAULT_DATA_DIR = "/var/lib/sandkube";
 
-const USAGE = `usage: sandkube images <build|import|ls> [options]
+const USAGE = `usage: sandkube images <build|import|ls|pull|push> [options]
 
-Images for the node without a registry: build one from local files, import a tarball, list them.
+Images for the node: build one from local files, import a tarball, list them, pull from or push
+to a registry.
 
   sandkube images build --from-dir DIR [--from-dir DIR]... --name NAME [--entrypoint ARG]...
                         [--cmd ARG]... [--env K=V]... [--workdir DIR] [--user USER]
@@ -51,6 +61,13 @@ Images for the node without a registry: build one from local files, import a tar
 
   sandkube images ls [--data-dir DIR] [--json]
       Lists the node's images (containerd namespace k8s.io): name, digest, size.
+
+  sandkube images pull REF [--credentials FILE] [--data-dir DIR] [--json]
+  sandkube images push REF [--credentials FILE] [--data-dir DIR] [--json]
+      Pulls REF into the node, or pushes the node's image REF to the registry REF names, through
+      the node's containerd: its proxy settings and its registry configuration (mirrors, CA,
+      skip-verify; docs/registries.md). The login for REF's registry comes from FILE, a docker
+      config.json, else from the node's own (kubelet's config.json); never from the command line.
 
   --data-dir DIR   the node's data dir (default ${DEFAULT_DATA_DIR})
 
@@ -84,7 +101,17 @@ export type ImagesArgs =
       readonly json: boolean;
       readonly file: string;
     }
-  | { readonly action: "ls"; readonly dataDir: string; readonly json: boolean };
+  | { readonly action: "ls"; readonly dataDir: string; readonly json: boolean }
+  | {
+      readonly action: "pull" | "push";
+      readonly dataDir: string;
+      readonly json: boolean;
+      /** Normalized: docker.io/library/busybox:latest. */
+      readonly ref: string;
+      /** The registry REF names, host[:port], as credentials files key it. */
+      readonly registry: string;
+      readonly credentials: string | null;
+    };
 
 const VALUE_EXAMPLES: Record<string, string> = {
   "--data-dir": DEFAULT_DATA_DIR,
@@ -96,9 +123,17 @@ const VALUE_EXAMPLES: Record<string, string> = {
   "--workdir": "/",
   "--user": "1000:1000",
   "--output": "image.tar",
+  "--credentials": "registry-auth.json",
 };
 
-const FLAGS_OF: Record<"build" | "import" | "ls", readonly string[]> = {
+type Action = "build" | "import" | "ls" | "pull" | "push";
+const ACTIONS: readonly Action[] = ["build", "import", "ls", "pull", "push"];
+
+function isAction(word: string): word is Action {
+  return (ACTIONS as readonly string[]).includes(word);
+}
+
+const FLAGS_OF: Record<Action, readonly string[]> = {
   build: [
     "--from-dir",
     "--name",
@@ -114,6 +149,8 @@ const FLAGS_OF: Record<"build" | "import" | "ls", readonly string[]> = {
   ],
   import: ["--data-dir", "--json"],
   ls: ["--data-dir", "--json"],
+  pull: ["--credentials", "--data-dir", "--json"],
+  push: ["--credentials", "--data-dir", "--json"],
 };
 
 /** One --entrypoint/--cmd value: a JSON array (a Dockerfile's exec form) or one argument. */
@@ -139,13 +176,15 @@ export function parseImagesArgs(args: readonly string[]): ImagesArgs {
   if (action === undefined || action === "--help" || action === "-h" || action === "help") {
     if (action === undefined) {
       throw new UsageError(
-        "images: say what to do: build, import or ls. Run `sandkube images --help`.",
+        "images: say what to do: build, import, ls, pull or push. Run `sandkube images --help`.",
       );
     }
     return { action: "help" };
   }
-  if (action !== "build" && action !== "import" && action !== "ls") {
-    throw new UsageError(`images: unknown action "${action}". Use build, import or ls.`);
+  if (!isAction(action)) {
+    throw new UsageError(
+      `images: unknown action "${action}". Use build, import, ls, pull or push.`,
+    );
   }
   const allowed = FLAGS_OF[action];
   let dataDir = DEFAULT_DATA_DIR;
@@ -159,6 +198,7 @@ export function parseImagesArgs(args: readonly string[]): ImagesArgs {
   let user: string | undefined;
   let preserveOwner = false;
   let output: string | null = null;
+  let credentials: string | null = null;
   const positional: string[] = [];
 
   for (let i = 0; i < rest.length; i++) {
@@ -234,6 +274,9 @@ export function parseImagesArgs(args: readonly string[]): ImagesArgs {
       case "--output":
         output = value();
         break;
+      case "--credentials":
+        credentials = value();
+        break;
     }
   }
 
@@ -252,6 +295,30 @@ export function parseImagesArgs(args: readonly string[]): ImagesArgs {
       );
     }
     return { action, ...common, file: resolve(positional[0] ?? "") };
+  }
+  if (action === "pull" || action === "push") {
+    if (positional.length !== 1) {
+      throw new UsageError(
+        positional.length === 0
+          ? `images ${action}: name the image, e.g. sandkube images ${action} 127.0.0.1:5000/app:dev`
+          : `images ${action}: one image at a time (got ${positional.length}: ${positional.join(" ")}).`,
+      );
+    }
+    const raw = positional[0] ?? "";
+    try {
+      const reference = parseImageReference(raw);
+      return {
+        action,
+        ...common,
+        ref: formatImageReference(reference),
+        registry: reference.domain,
+        credentials: credentials === null ? null : resolve(credentials),
+      };
+    } catch (error) {
+      if (error instanceof InvalidReferenceError)
+        throw new UsageError(`images ${action}: ${error.message}.`);
+      throw error;
+    }
   }
   if (positional.length > 0)
     throw new UsageError(`images build: unexpected argument "${positional[0]}".`);
@@ -486,6 +553,77 @@ async function runImport(dataDir: string, json: boolean, file: string): Promise<
   return 0;
 }
 
+/**
+ * The login for `registry`: from --credentials FILE (a UsageError when it has none for it), else
+ * from the node's own, kubelet's config.json, which `up` writes from the registry options; else
+ * none (an anonymous pull).
+ */
+async function loginFor(
+  action: string,
+  dataDir: string,
+  registry: string,
+  credentials: string | null,
+): Promise<RegistryLogin | undefined> {
+  if (credentials !== null) {
+    let text: string;
+    try {
+      text = await readFile(credentials, "utf8");
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
+      throw new UsageError(
+        `images ${action}: --credentials ${credentials} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}.`,
+      );
+    }
+    try {
+      return parseCredentialsFile(text, credentials, registry);
+    } catch (error) {
+      if (error instanceof UsageError) throw new UsageError(`images ${action}: ${error.message}`);
+      throw error;
+    }
+  }
+  const nodeConfig = join(nodeLayout(dataDir).kubeletRoot, "config.json");
+  const text = await readFile(nodeConfig, "utf8").catch(() => null);
+  if (text === null) return undefined;
+  try {
+    return parseCredentialsFile(text, nodeConfig, registry);
+  } catch {
+    // The node's file has no login for this registry: pull anonymously, as kubelet would.
+    return undefined;
+  }
+}
+
+type TransferArgs = Extract<ImagesArgs, { action: "pull" | "push" }>;
+
+async function runTransfer(args: TransferArgs): Promise<number> {
+  const login = await loginFor(args.action, args.dataDir, args.registry, args.credentials);
+  const node = await requireRunningNode(args.action, args.dataDir);
+  const layout = nodeLayout(args.dataDir);
+  const target: PullTarget = { ...node, hostsDir: registryHostsDir(layout) };
+  const argv =
+    args.action === "pull"
+      ? pullArgv(target, args.ref, login?.username)
+      : pushArgv(target, args.ref, login?.username);
+  const result = await runWithLogin(argv, login);
+  if (result.exitCode !== 0 || result.failure !== undefined) {
+    const why = ctrFailureLine(result) || result.failure || `exit status ${result.exitCode}`;
+    process.stderr.write(
+      `sandkube: images ${args.action}: containerd refused: ${why} (${argv.join(" ")})\n`,
+    );
+    return 1;
+  }
+  if (args.json) {
+    process.stdout.write(
+      `${JSON.stringify({ action: args.action, ref: args.ref, registry: args.registry, login: login !== undefined }, null, 2)}\n`,
+    );
+  } else {
+    const verb = args.action === "pull" ? "pulled" : "pushed";
+    process.stdout.write(
+      `${verb} ${args.ref}${login === undefined ? "" : ` (as ${login.username})`}\n`,
+    );
+  }
+  return 0;
+}
+
 export function renderImageList(images: readonly ListedImage[]): string {
   if (images.length === 0) return "no images\n";
   return renderTable(
@@ -519,5 +657,8 @@ export const images: Command = async (args) => {
       return runImport(parsed.dataDir, parsed.json, parsed.file);
     case "ls":
       return runList(parsed.dataDir, parsed.json);
+    case "pull":
+    case "push":
+      return runTransfer(parsed);
   }
 };

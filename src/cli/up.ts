@@ -18,10 +18,12 @@ import {
   type ServiceProxyOption,
 } from "../node/node-config.js";
 import type { AddonBinaries } from "../addons/images.js";
+import { readRegistryLogins } from "../registry/credentials.js";
+import { parseRegistryOptionsText, type RegistryOptions } from "../registry/options.js";
 
 const USAGE = `usage: sandkube up [--data-dir DIR] [--runtime auto|sandkube|runc] [--kubeconfig FILE]
                    [--bind-address ADDR] [--bin-dir DIR] [--service-proxy auto|kube-proxy|sandkube-proxy]
-                   [--resolv-conf FILE] [--no-addons] [--timeout SECONDS] [--json]
+                   [--resolv-conf FILE] [--registries FILE] [--no-addons] [--timeout SECONDS] [--json]
 
 Probes this sandbox, provisions what Kubernetes needs, starts a one-node cluster under a background
 supervisor and returns once the node is Ready.
@@ -34,6 +36,7 @@ supervisor and returns once the node is Ready.
   --service-proxy P     what carries Service traffic: auto (kube-proxy where its iptables rules can be
                         written, sandkube-proxy where the probe shows they cannot), kube-proxy or sandkube-proxy
   --resolv-conf FILE    the resolver pods and cluster DNS forward outside names to (default /etc/resolv.conf)
+  --registries FILE     registry mirrors, CAs and login files for image pulls (YAML; docs/registries.md)
   --no-addons           do not install cluster DNS (CoreDNS) and the default StorageClass (local-path)
   --timeout SECONDS     give up waiting for the node after this long (default 300)
   --json                print one JSON object on stdout; progress goes to stderr`;
@@ -46,6 +49,7 @@ const FLAGS = {
   "--bin-dir": { takesValue: true },
   "--service-proxy": { takesValue: true },
   "--resolv-conf": { takesValue: true },
+  "--registries": { takesValue: true },
   "--no-addons": { takesValue: false },
   "--timeout": { takesValue: true },
   "--json": { takesValue: false },
@@ -65,6 +69,7 @@ export interface UpArgs {
   /** --resolv-conf; null means the sandbox's own /etc/resolv.conf, or none if it has none. */
   readonly resolvConf: string | null;
   readonly addons: boolean;
+  readonly registries: string | null;
   readonly timeoutMs: number;
 }
 
@@ -78,6 +83,7 @@ export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv): Up
     throw new UsageError(`up: --runtime must be auto, sandkube or runc, not "${runtime}".`);
   }
   const resolvConfFlag = lastFlag(flags, "--resolv-conf");
+  const registriesFlag = lastFlag(flags, "--registries");
   const serviceProxy = lastFlag(flags, "--service-proxy") ?? "auto";
   if (
     serviceProxy !== "auto" &&
@@ -112,6 +118,7 @@ export function parseUpArgs(args: readonly string[], env: NodeJS.ProcessEnv): Up
     serviceProxy,
     resolvConf: resolvConfFlag === undefined ? null : resolve(resolvConfFlag),
     addons: !flags.has("--no-addons"),
+    registries: registriesFlag === undefined ? null : resolve(registriesFlag),
     timeoutMs: timeout * 1000,
   };
 }
@@ -150,6 +157,21 @@ function requireAddonBinaries(addons: AddonBinaries | null): AddonBinaries {
   return addons;
 }
 
+async function readRegistries(path: string | null): Promise<RegistryOptions> {
+  if (path === null) return { registries: [] };
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "error";
+    throw new UsageError(`up: --registries ${path} cannot be read (${code}).`);
+  }
+  const options = parseRegistryOptionsText(text, path);
+  // Checks that every CA and login file named there can be read, before anything starts.
+  await readRegistryLogins(options);
+  return options;
+}
+
 async function ensureReadable(resolvConf: string): Promise<void> {
   try {
     await readFile(resolvConf, "utf8");
@@ -175,6 +197,7 @@ export async function up(args: string[]): Promise<number> {
   }
   await ensureWritableDataDir(parsed.dataDir);
   if (parsed.resolvConf !== null) await ensureReadable(parsed.resolvConf);
+  const registries = await readRegistries(parsed.registries);
   const layout = nodeLayout(parsed.dataDir);
   const progress = progressTo(process.stderr);
   const started = Date.now();
@@ -227,6 +250,7 @@ export async function up(args: string[]): Promise<number> {
         serviceProxy: parsed.serviceProxy,
       },
       resolvConf: parsed.resolvConf,
+      registries,
       addons: parsed.addons ? requireAddonBinaries(binaries.addons) : null,
       layout,
       report,

@@ -54,6 +54,8 @@ export interface ComponentPlanInput {
   readonly pauseImageTar: string;
   /** How sandkube-proxy is started: this Node and the package's dist/src/proxy/main.js. */
   readonly sandkubeProxyCommand: readonly string[];
+  /** HTTPS_PROXY and friends for containerd's pulls (src/registry/proxy-env.ts); {} for none. */
+  readonly containerdProxyEnv?: Readonly<Record<string, string>>;
 }
 
 /** Pure: what the supervisor runs, in start order. */
@@ -84,7 +86,7 @@ export function planComponents(input: ComponentPlanInput): ComponentSpec[] {
   ): ComponentSpec => ({
     name,
     argv,
-    env,
+    env: name === "containerd" ? { ...env, ...(input.containerdProxyEnv ?? {}) } : env,
     after,
     readiness,
     onReady,

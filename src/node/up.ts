@@ -9,7 +9,10 @@ import { UsageError } from "../cli/usage-error.js";
 import type { DoctorReport } from "../cli/doctor-report.js";
 import type { BinaryPaths, ClusterConfig } from "../plan/cluster-config.js";
 import { cniConflistPath, renderCniConflist } from "../plan/cni-config.js";
-import { renderContainerdConfig } from "../plan/containerd-config.js";
+import { registryHostsDir, renderContainerdConfig } from "../plan/containerd-config.js";
+import { writeRegistryFiles } from "../registry/credentials.js";
+import type { RegistryOptions } from "../registry/options.js";
+import { containerdProxyEnv } from "../registry/proxy-env.js";
 import { kubeletResolvConfPath, renderKubeletConfig } from "../plan/kubelet-config.js";
 import { planComponents, adminKubeconfigPath } from "./components.js";
 import { writeFileAtomic } from "./files.js";
@@ -157,6 +160,8 @@ export interface UpRequest {
   readonly loopbackCni: string;
   readonly crictl: string | null;
   readonly userKubeconfig: string | null;
+  /** Mirrors, CAs and logins for image pulls (docs/registries.md). */
+  readonly registries: RegistryOptions;
   /** The resolver pods get (and cluster DNS forwards to); null: the sandbox's /etc/resolv.conf. */
   readonly resolvConf: string | null;
   /** CoreDNS and local-path-provisioner, installed once the node is Ready; null: no add-ons. */
@@ -255,6 +260,7 @@ export async function bringUp(request: UpRequest): Promise<UpResult> {
       basePath: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin",
       pauseImageTar: pauseTar,
       sandkubeProxyCommand: [process.execPath, sandkubeProxyEntry()],
+      containerdProxyEnv: containerdProxyEnv(process.env, config),
     }),
     kubeconfig: {
       admin: adminKubeconfigPath(layout),
@@ -298,6 +304,10 @@ export async function bringUp(request: UpRequest): Promise<UpResult> {
     const resolv = await readFile(request.resolvConf ?? "/etc/resolv.conf", "utf8").catch(() => "");
     await writeFileAtomic(kubeletResolvConfPath(layout), resolv);
     await mkdir(layout.kubeletRoot, { recursive: true });
+    await writeRegistryFiles(
+      { hostsDir: registryHostsDir(layout), kubeletRoot: layout.kubeletRoot },
+      request.registries,
+    );
     await pauseImageTar(layout);
   });
   timings["configured_s"] = (Date.now() - started) / 1000;

@@ -1,3 +1,4 @@
+import { dirname, join } from "node:path";
 import { stringify } from "smol-toml";
 import type { NodeLayout } from "../node/layout.js";
 import type { CoreFacts } from "../probe/facts.js";
@@ -21,10 +22,21 @@ export interface ContainerdRenderOptions {
    * binary containerd's runc shim runs for it. critest compares two runtimes in one containerd.
    */
   readonly extraRuntimes?: Readonly<Record<string, string>>;
-  /** A certs.d folder of hosts.toml files that redirects registries (e.g. to a loopback one). */
+  /**
+   * The certs.d folder of hosts.toml files (one folder per registry host); default: the node's own,
+   * registryHostsDir(layout).
+   */
   readonly registryConfigPath?: string;
   /** The platform images are unpacked for, `os/arch` as containerd spells it; default: this machine's. */
   readonly platform?: string;
+}
+
+/**
+ * Pure: the node's certs.d folder, next to containerd's root (/var/lib/sandkube/containerd/certs.d).
+ * src/registry/hosts.ts renders the hosts.toml files that go in it.
+ */
+export function registryHostsDir(layout: Pick<ContainerdLayout, "containerdRoot">): string {
+  return join(dirname(layout.containerdRoot), "certs.d");
 }
 
 /** The handler kubelet's pods run with: CRI's default_runtime_name. */
@@ -106,7 +118,7 @@ type RuntimeHandler = { runtime_type: string; options: RuncOptions };
 type CriImagesPlugin = {
   snapshotter: string;
   pinned_images: { sandbox: string };
-  registry?: { config_path: string };
+  registry: { config_path: string };
 };
 
 type CriRuntimePlugin = {
@@ -177,9 +189,11 @@ export function renderContainerdConfig(
         // The sandbox image is built and imported locally (`preloaded-images`: no registry is
         // reachable from the sandboxes sandkube targets); pinning keeps GC from removing it.
         pinned_images: { sandbox: config.sandboxImage },
-        ...(options.registryConfigPath === undefined
-          ? {}
-          : { registry: { config_path: options.registryConfigPath } }),
+        // Always the node's own folder: left unset, the CRI plugin reads the host's
+        // /etc/containerd/certs.d:/etc/docker/certs.d (plugins/cri/images/plugin.go in 2.4.2), and
+        // a node reads nothing outside its data dir. Registry credentials are not here: kubelet
+        // sends them with each pull (docs/registries.md).
+        registry: { config_path: options.registryConfigPath ?? registryHostsDir(layout) },
       },
       "io.containerd.cri.v1.runtime": {
         ...(settings.noUnprivilegedPortsIcmp

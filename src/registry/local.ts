@@ -1,0 +1,205 @@
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, writeFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { join } from "node:path";
+import { stringify as stringifyYaml } from "yaml";
+import { ensureSuccess, runCommand, type CommandRunner } from "../common/exec.js";
+
+/** Debian's docker-registry package (distribution 2.8.2). */
+export const DEBIAN_DOCKER_REGISTRY = "/usr/bin/docker-registry";
+
+export interface LocalRegistryOptions {
+  /** Holds config.yml, registry.log and the blobs (data/). */
+  readonly dir: string;
+  /** host:port to listen on, e.g. 127.0.0.1:5000. */
+  readonly address: string;
+  /** PEM files of the registry's serving certificate and key; plain HTTP without. */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /** An htpasswd file of bcrypt entries (htpasswdEntry); no authentication without. */
+  readonly htpasswd?: string;
+}
+
+/** Pure: docker-registry's config.yml for these options (docs: distribution's configuration.md). */
+export function renderLocalRegistryConfig(options: LocalRegistryOptions): string {
+  return stringifyYaml({
+    version: 0.1,
+    log: { level: "info", accesslog: { disabled: false } },
+    storage: {
+      filesystem: { rootdirectory: join(options.dir, "data") },
+      delete: { enabled: true },
+    },
+    http: {
+      addr: options.address,
+      headers: { "X-Content-Type-Options": ["nosniff"] },
+      ...(options.tls === undefined
+        ? {}
+        : { tls: { certificate: options.tls.cert, key: options.tls.key } }),
+    },
+    ...(options.htpasswd === undefined
+      ? {}
+      : { auth: { htpasswd: { realm: "sandkube", path: options.htpasswd } } }),
+  });
+}
+
+const BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/** Pure: 16 random bytes as bcrypt's 22-character salt (its own base64 alphabet, no padding). */
+export function bcryptSalt(random: Buffer): string {
+  if (random.length !== 16) throw new Error("bcryptSalt: needs 16 bytes");
+  let bits = 0;
+  let value = 0;
+  let out = "";
+  for (const byte of random) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += BCRYPT_ALPHABET[(value >> bits) & 63];
+    }
+  }
+  // 128 bits leave 2; bcrypt's 22nd character carries them in its high bits.
+  out += BCRYPT_ALPHABET[(value << (6 - bits)) & 63];
+  return out;
+}
+
+/** How many times bcrypt doubles its work: apache's htpasswd -B default is 5; 10 is Go's default. */
+const BCRYPT_COST = 10;
+
+/**
+ * One htpasswd line, `user:$2b$10$...`. docker-registry accepts bcrypt only
+ * (registry/auth/htpasswd/htpasswd.go compares with bcrypt.CompareHashAndPassword). apache2-utils'
+ * `htpasswd` is not installed here and Node has no bcrypt, so this uses crypt(3) through Perl:
+ * Debian's libcrypt1 is libxcrypt, which implements $2b$. The password goes to Perl on stdin,
+ * never on its command line.
+ */
+export async function htpasswdEntry(
+  user: string,
+  password: string,
+  run: CommandRunner = runCommand,
+): Promise<string> {
+  if (user === "" || user.includes(":")) throw new Error("htpasswd user must be non-empty, no ':'");
+  if (password.includes("\n")) throw new Error("htpasswd password cannot hold a newline");
+  const setting = `$2b$${BCRYPT_COST}$${bcryptSalt(randomBytes(16))}`;
+  const result = ensureSuccess(
+    await run(
+      [
+        "perl",
+        "-e",
+        'my $p = <STDIN>; chomp $p; my $h = crypt($p, $ARGV[0]); die "crypt refused bcrypt\\n" unless defined $h && $h =~ /^\\$2b\\$/; print $h',
+        setting,
+      ],
+      { input: `${password}\n`, timeoutMs: 30_000 },
+    ),
+  );
+  return `${user}:${result.stdout.trim()}`;
+}
+
+/** Writes an htpasswd file (mode 0600) with one bcrypt entry per login. */
+export async function writeHtpasswd(
+  path: string,
+  logins: readonly { readonly username: string; readonly password: string }[],
+  run: CommandRunner = runCommand,
+): Promise<void> {
+  const lines: string[] = [];
+  for (const login of logins) lines.push(await htpasswdEntry(login.username, login.password, run));
+  await writeFile(path, `${lines.join("\n")}\n`, { mode: 0o600 });
+}
+
+export interface LocalRegistry {
+  readonly address: string;
+  /** https://ADDRESS or http://ADDRESS. */
+  readonly url: string;
+  readonly pid: number;
+  readonly logFile: string;
+  /** SIGTERM, then SIGKILL after 5 s; resolves once the process is gone. */
+  stop(): Promise<void>;
+}
+
+export class LocalRegistryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LocalRegistryError";
+  }
+}
+
+/** Any HTTP answer from /v2/ (200 open, 401 with htpasswd) means the registry serves. */
+function answers(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const target = new URL("/v2/", url);
+    // Only "is something serving HTTP here" is asked, no data is trusted: the certificate is the
+    // pull's business (containerd checks it against the configured CA).
+    const request = (target.protocol === "https:" ? httpsRequest : httpRequest)(
+      target,
+      { method: "GET", timeout: 2000, rejectUnauthorized: false },
+      (response) => {
+        response.resume();
+        resolve(response.statusCode !== undefined);
+      },
+    );
+    request.on("error", () => resolve(false));
+    request.on("timeout", () => request.destroy());
+    request.end();
+  });
+}
+
+async function logTail(path: string): Promise<string> {
+  const text = await readFile(path, "utf8").catch(() => "");
+  return text.trim().split("\n").slice(-3).join(" | ");
+}
+
+/**
+ * Starts docker-registry with a config.yml written into `dir`, and returns once /v2/ answers.
+ * The registry is this process's child; stop() ends it.
+ */
+export async function startLocalRegistry(
+  options: LocalRegistryOptions,
+  binary: string = DEBIAN_DOCKER_REGISTRY,
+  timeoutMs = 30_000,
+): Promise<LocalRegistry> {
+  await mkdir(join(options.dir, "data"), { recursive: true });
+  const config = join(options.dir, "config.yml");
+  await writeFile(config, renderLocalRegistryConfig(options), { mode: 0o600 });
+  const logFile = join(options.dir, "registry.log");
+  const log = await open(logFile, "a");
+  const child = spawn(binary, ["serve", config], { stdio: ["ignore", log.fd, log.fd] });
+  await log.close();
+  let exit: string | null = null;
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", (code, signal) => {
+      exit = signal ?? `exit status ${code ?? "?"}`;
+      resolve();
+    });
+    child.once("error", (error) => {
+      exit = error.message;
+      resolve();
+    });
+  });
+  const url = `${options.tls === undefined ? "http" : "https"}://${options.address}`;
+  const stop = async (): Promise<void> => {
+    if (exit !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (exit !== null) {
+      throw new LocalRegistryError(
+        `docker-registry exited (${String(exit)}) before answering on ${url}/v2/: ${await logTail(logFile)}`,
+      );
+    }
+    if (await answers(url)) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new LocalRegistryError(
+        `docker-registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await logTail(logFile)}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (child.pid === undefined) throw new LocalRegistryError("docker-registry has no pid");
+  return { address: options.address, url, pid: child.pid, logFile, stop };
+}
