@@ -5,6 +5,7 @@ import { nodeLayout } from "../node/layout.js";
 import { isAlive } from "../node/process-identity.js";
 import { readNodeState, readSupervisorStatus, type ComponentStatus } from "../node/state.js";
 import {
+  ALL_CHECKS,
   OPTIONAL_CHECKS,
   runWorkloadChecks,
   type OptionalCheckId,
@@ -24,7 +25,7 @@ import { UsageError } from "./usage-error.js";
 export const VERIFY_USAGE = `usage: sandkube verify [--json] [--data-dir DIR] [--kubeconfig FILE [--context NAME] [--kubectl PATH]]
                        [--timeout SECONDS] [--image REF] [--dns-image REF] [--replicas N] [--requests N]
                        [--outside-name NAME] [--egress-url URL [--egress-expect TEXT]]
-                       [--checks ID,...] [--skip ID,...] [--keep]
+                       [--pull-image REF] [--checks ID,...] [--skip ID,...] [--keep]
 
 Runs a small workload in a fresh namespace and checks each capability: pods Running, logs, exec,
 port-forward, pod to pod, a ClusterIP Service over ${String(DEFAULT_WEB_REPLICAS)} replicas, an endpoint change, DNS,
@@ -41,7 +42,10 @@ Without --kubeconfig it uses the node's admin kubeconfig and kubectl (from --dat
   --egress-url URL     what a pod fetches for the egress check (default: a server verify starts
                        on this machine's address outside the cluster's ranges)
   --egress-expect TEXT text the body from --egress-url must contain
-  --checks ID,...      only these checks; --skip ID,... all but these. IDs: ${OPTIONAL_CHECKS.join(", ")}
+  --pull-image REF     adds the pull check: a pod with REF and imagePullPolicy Always must start, so
+                       the node's registry options (up --registries, docs/registries.md) are used
+  --checks ID,...      only these checks; --skip ID,... all but these. IDs: ${ALL_CHECKS.join(", ")}
+                       (pull only with --pull-image or in --checks; it is skipped without an image)
   --keep               leave the namespace for a look after a failure
 
 Exit status 0 when no check failed (skipped ones are listed), 1 when one failed, 2 on bad usage.`;
@@ -60,6 +64,7 @@ const FLAGS = {
   "--outside-name": { takesValue: true },
   "--egress-url": { takesValue: true },
   "--egress-expect": { takesValue: true },
+  "--pull-image": { takesValue: true },
   "--checks": { takesValue: true },
   "--skip": { takesValue: true },
   "--keep": { takesValue: false },
@@ -86,6 +91,8 @@ export interface VerifyArgs {
   readonly egressUrl?: string;
   readonly egressExpect?: string;
   readonly checks: readonly OptionalCheckId[];
+  /** The pull check's image; absent: that check is skipped, or not run unless --checks names it. */
+  readonly pullImage?: string;
   readonly keep: boolean;
 }
 
@@ -104,11 +111,11 @@ function checkList(flag: string, text: string): OptionalCheckId[] {
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "");
-  const known: readonly string[] = OPTIONAL_CHECKS;
+  const known: readonly string[] = ALL_CHECKS;
   const unknown = ids.filter((id) => !known.includes(id));
   if (ids.length === 0 || unknown.length > 0) {
     throw new UsageError(
-      `verify: ${flag} takes check IDs separated by commas; ${unknown.length > 0 ? `unknown: ${unknown.join(", ")}` : "none given"}. IDs: ${OPTIONAL_CHECKS.join(", ")}.`,
+      `verify: ${flag} takes check IDs separated by commas; ${unknown.length > 0 ? `unknown: ${unknown.join(", ")}` : "none given"}. IDs: ${ALL_CHECKS.join(", ")}.`,
     );
   }
   return ids as OptionalCheckId[];
@@ -166,7 +173,17 @@ export function parseVerifyArgs(args: readonly string[], env: NodeJS.ProcessEnv)
   const only = value("--checks");
   const skip = value("--skip");
   const skipped = new Set(skip === undefined ? [] : checkList("--skip", skip));
-  const chosen = (only === undefined ? [...OPTIONAL_CHECKS] : checkList("--checks", only)).filter(
+  const pullImage = value("--pull-image");
+  if (pullImage !== undefined && !/^[^\s/][^\s]*$/.test(pullImage)) {
+    throw new UsageError(
+      `verify: --pull-image takes an image reference such as registry.example:5000/app:1, not "${pullImage}".`,
+    );
+  }
+  const defaults: OptionalCheckId[] = [
+    ...OPTIONAL_CHECKS,
+    ...(pullImage === undefined ? [] : (["pull"] as const)),
+  ];
+  const chosen = (only === undefined ? defaults : checkList("--checks", only)).filter(
     (id) => !skipped.has(id),
   );
   const kubeconfig = value("--kubeconfig");
@@ -192,7 +209,8 @@ export function parseVerifyArgs(args: readonly string[], env: NodeJS.ProcessEnv)
     ...(outsideName === undefined ? {} : { outsideName }),
     ...(egressUrl === undefined ? {} : { egressUrl }),
     ...(egressExpect === undefined ? {} : { egressExpect }),
-    checks: OPTIONAL_CHECKS.filter((id) => chosen.includes(id)),
+    checks: ALL_CHECKS.filter((id) => chosen.includes(id)),
+    ...(pullImage === undefined ? {} : { pullImage }),
     keep: flags.has("--keep"),
   };
 }
@@ -255,6 +273,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     replicas: args.replicas,
     requests: args.requests,
     checks: args.checks,
+    ...(args.pullImage === undefined ? {} : { pullImage: args.pullImage }),
     keepNamespace: args.keep,
     ...(args.outsideName === undefined ? {} : { outsideName: args.outsideName }),
     ...(args.egressUrl === undefined ? {} : { egressUrl: args.egressUrl }),

@@ -7,6 +7,7 @@
 import { spawn } from "node:child_process";
 import type { CommandRunner } from "../common/exec.js";
 import {
+  ALL_CHECKS,
   OPTIONAL_CHECKS,
   apiServerBlocker,
   describeCommand,
@@ -38,6 +39,7 @@ import {
   udpService,
   DEFAULT_REQUESTS,
 } from "./network-checks.js";
+import { pull } from "./pull-check.js";
 import { pvc } from "./storage-check.js";
 import {
   CLIENT_POD,
@@ -62,6 +64,8 @@ import {
 } from "./workload.js";
 
 export {
+  ALL_CHECKS,
+  ON_REQUEST_CHECKS,
   OPTIONAL_CHECKS,
   describeCommand,
   formatPods,
@@ -436,7 +440,7 @@ export interface WorkloadCheckOptions {
   readonly run?: CommandRunner;
   /** Called as each result arrives, for progress lines. */
   readonly onResult?: (result: CheckResult) => void;
-  /** Which checks to run, in their fixed order; all of OPTIONAL_CHECKS unless given. */
+  /** Which checks to run, in ALL_CHECKS' order; all of OPTIONAL_CHECKS unless given. */
   readonly checks?: readonly OptionalCheckId[];
   /** Web replicas behind the Services (default 3). */
   readonly replicas?: number;
@@ -453,6 +457,8 @@ export interface WorkloadCheckOptions {
   /** The cluster's pod and Service ranges, which the egress server's address must lie outside. */
   readonly clusterRanges?: readonly string[];
   readonly serviceProxy?: ServiceProxyHint;
+  /** The image the `pull` check pulls (imagePullPolicy Always); it is skipped without one. */
+  readonly pullImage?: string;
   /** Leave the namespace for a look after a failure; cleanup is then reported skipped. */
   readonly keepNamespace?: boolean;
 }
@@ -528,12 +534,13 @@ export async function runWorkloadChecks(
     pvc: () => pvc(target, workload, options.image === undefined ? {} : { image: options.image }),
     jobCompletes: () => jobCompletes(target),
     endpointChange: () => endpointChange(target, { replicas: workload.replicas, requests }),
+    pull: () => pull(target, options.pullImage),
   };
   try {
     const applied = await applyWorkload(target, workload);
     record(applied);
     if (applied.ok) {
-      for (const id of OPTIONAL_CHECKS) if (chosen.has(id)) record(await runners[id]());
+      for (const id of ALL_CHECKS) if (chosen.has(id)) record(await runners[id]());
     }
   } finally {
     if (options.keepNamespace === true) {

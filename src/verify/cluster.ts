@@ -23,7 +23,13 @@ export const OPTIONAL_CHECKS = [
   "jobCompletes",
   "endpointChange",
 ] as const;
-export type OptionalCheckId = (typeof OPTIONAL_CHECKS)[number];
+/**
+ * Checks run only when asked for, after the others: `pull` needs an image that only a registry has
+ * (verify --pull-image REF), so it is not part of the default set.
+ */
+export const ON_REQUEST_CHECKS = ["pull"] as const;
+export const ALL_CHECKS = [...OPTIONAL_CHECKS, ...ON_REQUEST_CHECKS] as const;
+export type OptionalCheckId = (typeof ALL_CHECKS)[number];
 export type CheckId = "apply" | OptionalCheckId | "cleanup";
 
 export type CheckStatus = "ok" | "failed" | "skipped";
