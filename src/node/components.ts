@@ -54,7 +54,10 @@ export interface ComponentPlanInput {
   readonly pauseImageTar: string;
   /** How sandkube-proxy is started: this Node and the package's dist/src/proxy/main.js. */
   readonly sandkubeProxyCommand: readonly string[];
-  /** HTTPS_PROXY and friends for containerd's pulls (src/registry/proxy-env.ts); {} for none. */
+  /**
+   * HTTPS_PROXY and friends for containerd's pulls, with the node's own ranges in NO_PROXY
+   * (src/registry/proxy-env.ts); every component gets them. {} for none.
+   */
   readonly containerdProxyEnv?: Readonly<Record<string, string>>;
 }
 
@@ -86,7 +89,11 @@ export function planComponents(input: ComponentPlanInput): ComponentSpec[] {
   ): ComponentSpec => ({
     name,
     argv,
-    env: name === "containerd" ? { ...env, ...(input.containerdProxyEnv ?? {}) } : env,
+    // Every component, not containerd alone: each inherits the user's HTTPS_PROXY through the
+    // supervisor, and Go then proxies all but loopback, so kube-apiserver's own client to its
+    // advertise address 10.244.0.1:6443 went to the proxy and got 403 until the apiserver died
+    // (test/e2e/registry-scenario.ts in runsc). The NO_PROXY here lists the node's ranges.
+    env: { ...env, ...(input.containerdProxyEnv ?? {}) },
     after,
     readiness,
     onReady,

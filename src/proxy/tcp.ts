@@ -66,7 +66,14 @@ export class RoundRobin {
 
 function connectTo(backend: Backend, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: backend.ip, port: backend.port, allowHalfOpen: true });
+    // Nagle's algorithm on a relay holds each small write until the peer's delayed ACK (40 ms):
+    // both sides forward at once, as kube-proxy's kernel path does.
+    const socket = connect({
+      host: backend.ip,
+      port: backend.port,
+      allowHalfOpen: true,
+      noDelay: true,
+    });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`connect to ${backend.ip}:${backend.port} timed out after ${timeoutMs} ms`));
@@ -151,12 +158,15 @@ export async function openTcpListener(
     client.resetAndDestroy();
   };
 
-  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
-    handle(client).catch((error: unknown) => {
-      options.log(`${where}: ${(error as Error).message}`);
-      client.destroy();
-    });
-  });
+  const server: Server = createServer(
+    { allowHalfOpen: true, pauseOnConnect: true, noDelay: true },
+    (client) => {
+      handle(client).catch((error: unknown) => {
+        options.log(`${where}: ${(error as Error).message}`);
+        client.destroy();
+      });
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host, port, backlog: 511 }, () => {
