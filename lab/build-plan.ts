@@ -13,13 +13,14 @@ export interface BuildOptions {
   readonly force: boolean;
 }
 
-export const BUILD_USAGE = `usage: npm run lab:build -- [--only NAME,NAME] [--jobs 1|2] [--force] [--json]`;
+export const BUILD_USAGE = `usage: npm run lab:build -- [--only NAME,NAME | --except NAME,NAME] [--jobs 1|2] [--force] [--json]`;
 
 export function parseBuildArgs(
   argv: readonly string[],
   knownNames: readonly string[],
 ): BuildOptions {
   let only: string[] | undefined;
+  let except: string[] | undefined;
   let json = false;
   let force = false;
   let jobs: 1 | 2 = 2;
@@ -36,7 +37,8 @@ export function parseBuildArgs(
       : [arg];
     const take = (): string => inline ?? valueOf(index++, flag ?? arg);
     switch (flag) {
-      case "--only": {
+      case "--only":
+      case "--except": {
         const names = take()
           .split(",")
           .map((name) => name.trim())
@@ -44,11 +46,12 @@ export function parseBuildArgs(
         const unknown = names.filter((name) => !knownNames.includes(name));
         if (unknown.length > 0)
           throw new UsageError(
-            `--only: unknown component ${unknown.join(", ")}; known: ${knownNames.join(", ")}`,
+            `${flag}: unknown component ${unknown.join(", ")}; known: ${knownNames.join(", ")}`,
           );
         if (names.length === 0)
-          throw new UsageError(`--only needs at least one name; known: ${knownNames.join(", ")}`);
-        only = [...(only ?? []), ...names];
+          throw new UsageError(`${flag} needs at least one name; known: ${knownNames.join(", ")}`);
+        if (flag === "--only") only = [...(only ?? []), ...names];
+        else except = [...(except ?? []), ...names];
         break;
       }
       case "--jobs": {
@@ -71,5 +74,8 @@ export function parseBuildArgs(
         throw new UsageError(`unknown argument "${arg}"\n${BUILD_USAGE}`);
     }
   }
+  if (only !== undefined && except !== undefined)
+    throw new UsageError(`--only and --except cannot be combined\n${BUILD_USAGE}`);
+  if (except !== undefined) only = knownNames.filter((name) => !except?.includes(name));
   return { ...(only === undefined ? {} : { only }), json, jobs, force };
 }

@@ -90,8 +90,8 @@ export const install: Command = async (args) => {
   const options = parseInstallArgs(args, process.env);
   if (options.help) {
     process.stdout.write(
-      `${INSTALL_USAGE}\n\nGets etcd, the Kubernetes control plane, kubelet, kubectl, containerd, runc, ` +
-        `crictl and the CNI plugins into the cache (default ${installCacheDir(process.env)}; ` +
+      `${INSTALL_USAGE}\n\nGets etcd, the Kubernetes control plane, kubelet, kube-proxy, kubectl, containerd, ` +
+        `runc, crictl, the CNI plugins, CoreDNS, local-path-provisioner and helm into the cache (default ${installCacheDir(process.env)}; ` +
         `SANDKUBE_CACHE_DIR moves it). See docs/install.md.\n`,
     );
     return 0;

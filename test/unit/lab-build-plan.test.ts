@@ -95,6 +95,15 @@ test("parseBuildArgs: defaults, --only lists, --jobs, --json, --force", () => {
   );
 });
 
+test("parseBuildArgs: --except builds everything else, in table order", () => {
+  const options = parseBuildArgs(["--except", "coredns,helm"], names);
+  assert.deepEqual(
+    options.only,
+    names.filter((name) => name !== "coredns" && name !== "helm"),
+  );
+  assert.ok(options.only?.includes("kubelet"));
+});
+
 test("parseBuildArgs: bad input is a UsageError naming the problem", () => {
   const usage = (argv: string[], pattern: RegExp): void =>
     assert.throws(
@@ -107,6 +116,8 @@ test("parseBuildArgs: bad input is a UsageError naming the problem", () => {
   usage(["--only", ","], /--only needs at least one name/);
   usage(["--jobs", "4"], /--jobs must be 1 or 2/);
   usage(["build"], /unknown argument "build"/);
+  usage(["--except", "nope"], /--except: unknown component nope/);
+  usage(["--only", "runc", "--except", "helm"], /cannot be combined/);
 });
 
 test("selectComponents keeps table order whatever the order of --only", () => {
