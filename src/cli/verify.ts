@@ -21,6 +21,11 @@ import {
 } from "../verify/workload.js";
 import { dataDirFrom, lastFlag, parseFlags } from "./node-args.js";
 import { UsageError } from "./usage-error.js";
+import { buildReport, probeOptionsFromEnvironment } from "./doctor.js";
+import { systemIO } from "../probe/io.js";
+import { remedyFor } from "../node/remedies.js";
+import { blockedResults } from "../verify/blocked.js";
+import type { CheckResult } from "../verify/cluster.js";
 
 export const VERIFY_USAGE = `usage: sandkube verify [--json] [--data-dir DIR] [--kubeconfig FILE [--context NAME] [--kubectl PATH]]
                        [--timeout SECONDS] [--image REF] [--dns-image REF] [--replicas N] [--requests N]
@@ -230,6 +235,20 @@ export function serviceProxyHint(
   return { name, running: (phase === "ready" || phase === "starting") && alive(name) };
 }
 
+/**
+ * With no node to check, the probe says whether one could run here at all: where it cannot (gVisor
+ * 2023-07: `no-recursive-bind`), every check fails naming that blocker and its remedy, rather than
+ * a bare "no node".
+ */
+async function blockedByProbe(
+  dataDir: string,
+  checks: readonly OptionalCheckId[],
+): Promise<CheckResult[]> {
+  const report = await buildReport(systemIO(), probeOptionsFromEnvironment(dataDir, process.env));
+  if (report.verdict.canRun) return [];
+  return blockedResults(checks, report.verdict.blockers, report.adaptations, remedyFor);
+}
+
 /** `sandkube verify`: see VERIFY_USAGE. */
 export async function verifyCommand(argv: string[]): Promise<number> {
   const args = parseVerifyArgs(argv, process.env);
@@ -240,6 +259,16 @@ export async function verifyCommand(argv: string[]): Promise<number> {
   const layout = nodeLayout(args.dataDir);
   const state = await readNodeState(layout);
   if (args.kubeconfig === undefined && state === undefined) {
+    const blocked = await blockedByProbe(args.dataDir, args.checks);
+    if (blocked.length > 0) {
+      const report = { namespace: "", ok: false, results: blocked };
+      if (args.json) process.stdout.write(`${JSON.stringify(reportJson(report), null, 2)}\n`);
+      else {
+        for (const r of blocked) process.stdout.write(formatResult(r));
+        process.stdout.write(formatSummary(report));
+      }
+      return 1;
+    }
     throw new UsageError(
       `verify: no node in ${args.dataDir}. Start one with \`sandkube up\`, or pass --kubeconfig FILE.`,
       1,

@@ -114,6 +114,11 @@ export interface ConnectProxy {
 export async function startConnectProxy(registryPort: number): Promise<ConnectProxy> {
   const tunnels: string[] = [];
   const refused: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const track = (socket: net.Socket): void => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  };
   const server = http.createServer((_request, response) => {
     response.writeHead(405);
     response.end();
@@ -122,6 +127,7 @@ export async function startConnectProxy(registryPort: number): Promise<ConnectPr
     const authority = request.url ?? "";
     // A refused client may reset its socket before reading the 403; that is no error of ours.
     client.on("error", () => client.destroy());
+    track(client);
     if (authority !== `${REGISTRY_NAME}:${String(registryPort)}`) {
       refused.push(authority);
       client.end("HTTP/1.1 403 Forbidden\r\n\r\n");
@@ -134,6 +140,7 @@ export async function startConnectProxy(registryPort: number): Promise<ConnectPr
       upstream.pipe(client);
       client.pipe(upstream);
     });
+    track(upstream);
     upstream.on("error", () => client.destroy());
     client.on("close", () => upstream.destroy());
   });
@@ -144,8 +151,15 @@ export async function startConnectProxy(registryPort: number): Promise<ConnectPr
     tunnels,
     refused,
     close: async () => {
+      // A tunnel's sockets leave the HTTP server's own bookkeeping (closeAllConnections misses
+      // them), and in runsc server.close()'s callback was then never called: Node exited with the
+      // scenario's promise pending. So each socket is ended here, and the wait is bounded.
+      for (const socket of sockets) socket.destroy();
       server.closeAllConnections();
-      await new Promise((done) => server.close(done));
+      await Promise.race([
+        new Promise((done) => server.close(done)),
+        new Promise((done) => setTimeout(done, 5000)),
+      ]);
     },
   };
 }

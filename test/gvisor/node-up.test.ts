@@ -80,5 +80,23 @@ test(
       result.stderr,
       /pods cannot have their own network namespace here \(creating a veth pair fails/,
     );
+
+    // verify on the same sandbox: every check fails naming the blocker and its remedy.
+    const verify = await inGvisor(
+      "old",
+      ["node", "dist/src/cli/main.js", "verify", "--data-dir", "/var/lib/sandkube-old", "--json"],
+      out,
+      120,
+    );
+    assert.equal(verify.exitCode, 1, verify.stderr);
+    const report = JSON.parse(verify.stdout.slice(verify.stdout.indexOf("{"))) as {
+      checks: { id: string; status: string; blocker?: string; remedy?: string }[];
+    };
+    assert.ok(report.checks.length >= 10, `${report.checks.length} checks`);
+    for (const check of report.checks) {
+      assert.equal(check.status, "failed", check.id);
+      assert.match(check.blocker ?? "", /^no-recursive-bind: /, check.id);
+      assert.match(check.remedy ?? "", /gVisor release from 2024 or later/, check.id);
+    }
   },
 );

@@ -39,7 +39,12 @@ test(
         "node",
         "dist/test/e2e/registry-scenario.js",
         "--data-dir",
-        "/var/lib/sandkube-registry-e2e",
+        // On the sandbox's root filesystem (the host's / through gVisor's overlay) mknod of the
+        // 0:0 whiteout device is refused (EPERM), and so is deleting a lower file through an
+        // overlay mount whose upper dir is there: the overlayfs snapshotter cannot unpack a layer
+        // that deletes a file ("failed to convert whiteout file ... unlinkat ...: operation not
+        // permitted", seen in this test). /tmp is the sandbox's own tmpfs, where both work.
+        "/tmp/sandkube-registry-e2e",
         "--out",
         "/tmp/report.json",
       ],
