@@ -9,7 +9,7 @@
  * figures to a file in the sandbox's shared output directory, so stdout stays one JSON object.
  */
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,8 +21,7 @@ import { readNodeState, readSupervisorStatus } from "../src/node/state.js";
 import { runningSupervisor } from "../src/node/up.js";
 import { describeCommand } from "../src/verify/checks.js";
 import { accountStack, readProcesses } from "../src/verify/stack-memory.js";
-import { runInGvisor } from "../lab/gvisor-run.js";
-import { labDir } from "../lab/paths.js";
+import { measureInsideGvisor, takeDown } from "./node-side.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = join(REPO, "dist", "src", "cli", "main.js");
@@ -231,23 +230,14 @@ export async function measureCluster(options: MeasureOptions): Promise<SideResul
   const dataDir = options.dataDir ?? join(work, "data");
   try {
     const figures = await measureNode(options, work, dataDir);
-    const downOk = await takeDown(dataDir);
+    const downOk = await takeDown(CLI, dataDir, say);
     return { ...figures, down_ok: downOk };
   } catch (error) {
-    await takeDown(dataDir);
+    await takeDown(CLI, dataDir, say);
     throw error;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-}
-
-async function takeDown(dataDir: string): Promise<boolean> {
-  const down = await runCommand([process.execPath, CLI, "down", "--purge", "--data-dir", dataDir], {
-    timeoutMs: 300_000,
-  });
-  const ok = down.exitCode === 0 && down.failure === undefined;
-  if (!ok) say(`WARNING: down did not finish cleanly: ${describeCommand(down)}`);
-  return ok;
 }
 
 interface MeasureOptions {
@@ -370,40 +360,11 @@ async function measureNode(
 }
 
 /** The same measurement inside a lab runsc sandbox; its figures come back through a shared file. */
-async function measureInGvisor(flavour: "new" | "old", args: BenchArgs): Promise<SideResult> {
-  const outDir = await mkdtemp(join(labDir(), "bench-cluster-"));
-  const resultFile = join(outDir, "gvisor.json");
-  try {
-    const result = await runInGvisor(
-      {
-        runsc: flavour,
-        timeoutSeconds: 1800,
-        network: "none",
-        outDir,
-        debug: false,
-        command: [
-          "node",
-          "dist/bench/cluster.js",
-          "--inner",
-          "--result",
-          resultFile,
-          `--pods=${String(args.pods)}`,
-          ...(args.image === undefined ? [] : [`--image=${args.image}`]),
-        ],
-      },
-      // Passed through: the inner run writes progress to stderr and nothing to stdout.
-      { capture: false },
-    );
-    const text = await readFile(resultFile, "utf8").catch(() => undefined);
-    if (text === undefined) {
-      throw new Error(
-        `the gVisor run (runsc ${flavour}) ended with status ${String(result.exitCode)} and no figures`,
-      );
-    }
-    return JSON.parse(text) as SideResult;
-  } finally {
-    await rm(outDir, { recursive: true, force: true });
-  }
+function measureInGvisor(flavour: "new" | "old", args: BenchArgs): Promise<SideResult> {
+  return measureInsideGvisor<SideResult>(flavour, "dist/bench/cluster.js", [
+    `--pods=${String(args.pods)}`,
+    ...(args.image === undefined ? [] : [`--image=${args.image}`]),
+  ]);
 }
 
 export function ratios(host: SideResult, gvisor: SideResult): Record<Figure, number | null> {

@@ -24,8 +24,7 @@ import { adminKubeconfigPath } from "../src/node/components.js";
 import { nodeLayout } from "../src/node/layout.js";
 import { readSupervisorStatus } from "../src/node/state.js";
 import { describeCommand } from "../src/verify/checks.js";
-import { runInGvisor } from "../lab/gvisor-run.js";
-import { labDir } from "../lab/paths.js";
+import { measureInsideGvisor, takeDown } from "./node-side.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = join(REPO, "dist", "src", "cli", "main.js");
@@ -331,15 +330,6 @@ async function measureSide(args: Args, work: string, dataDir: string): Promise<S
   };
 }
 
-async function takeDown(dataDir: string): Promise<boolean> {
-  const down = await runCommand([process.execPath, CLI, "down", "--purge", "--data-dir", dataDir], {
-    timeoutMs: 300_000,
-  });
-  const ok = down.exitCode === 0 && down.failure === undefined;
-  if (!ok) say(`WARNING: down did not finish cleanly: ${describeCommand(down)}`);
-  return ok;
-}
-
 export async function measureServices(args: Args): Promise<ServiceSide> {
   if (process.getuid?.() !== 0)
     throw new Error("the services bench runs `sandkube up`: run as root");
@@ -349,48 +339,20 @@ export async function measureServices(args: Args): Promise<ServiceSide> {
   await mkdir(dataDir, { recursive: true });
   try {
     const side = await measureSide(args, work, dataDir);
-    return { ...side, down_ok: await takeDown(dataDir) };
+    return { ...side, down_ok: await takeDown(CLI, dataDir, say) };
   } catch (error) {
-    await takeDown(dataDir);
+    await takeDown(CLI, dataDir, say);
     throw error;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
 }
 
-async function measureInGvisor(flavour: "new" | "old", args: Args): Promise<ServiceSide> {
-  const outDir = await mkdtemp(join(labDir(), "bench-services-"));
-  const resultFile = join(outDir, "gvisor.json");
-  try {
-    const result = await runInGvisor(
-      {
-        runsc: flavour,
-        timeoutSeconds: 1800,
-        network: "none",
-        outDir,
-        debug: false,
-        command: [
-          "node",
-          "dist/bench/services.js",
-          "--inner",
-          "--result",
-          resultFile,
-          `--seconds=${String(args.seconds)}`,
-          `--concurrency=${String(args.concurrency)}`,
-        ],
-      },
-      { capture: false },
-    );
-    const text = await readFile(resultFile, "utf8").catch(() => undefined);
-    if (text === undefined) {
-      throw new Error(
-        `the gVisor run (runsc ${flavour}) ended with status ${String(result.exitCode)} and no figures`,
-      );
-    }
-    return JSON.parse(text) as ServiceSide;
-  } finally {
-    await rm(outDir, { recursive: true, force: true });
-  }
+function measureInGvisor(flavour: "new" | "old", args: Args): Promise<ServiceSide> {
+  return measureInsideGvisor<ServiceSide>(flavour, "dist/bench/services.js", [
+    `--seconds=${String(args.seconds)}`,
+    `--concurrency=${String(args.concurrency)}`,
+  ]);
 }
 
 function printTable(host: ServiceSide, gvisor: ServiceSide | null): void {

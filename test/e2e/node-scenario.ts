@@ -8,6 +8,9 @@ import { nodeLayout } from "../../src/node/layout.js";
 import { sleep } from "../../src/node/process-identity.js";
 import { readNodeState, readSupervisorStatus } from "../../src/node/state.js";
 import { selfAndAncestors } from "../../src/node/down.js";
+import { brief, must, Scenario, type ScenarioReport } from "./scenario.js";
+
+export type { ScenarioReport, ScenarioStep } from "./scenario.js";
 import { labBinary } from "../../lab/paths.js";
 import { openOutsideWorld, OUTSIDE_GREETING, type OutsideWorld } from "./outside-world.js";
 
@@ -23,18 +26,6 @@ import { openOutsideWorld, OUTSIDE_GREETING, type OutsideWorld } from "./outside
  *     [--service-proxy auto|kube-proxy|sandkube-proxy] [--faults] [--out FILE]
  */
 
-export interface ScenarioStep {
-  readonly id: string;
-  readonly ok: boolean;
-  readonly detail: string;
-  readonly seconds: number;
-}
-
-export interface ScenarioReport {
-  readonly ok: boolean;
-  readonly steps: readonly ScenarioStep[];
-}
-
 const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 const DEMO_CHART = fileURLToPath(
   new URL("../../../test/fixtures/charts/sandkube-demo", import.meta.url),
@@ -45,37 +36,6 @@ export const BUSYBOX_IMAGE = "sandkube.local/busybox:latest";
 
 function sandkube(args: readonly string[], timeoutMs = 600_000): Promise<CommandResult> {
   return runCommand([process.execPath, CLI, ...args], { timeoutMs });
-}
-
-function brief(result: CommandResult): string {
-  const tail = `${result.stderr}\n${result.stdout}`.trim().split("\n").slice(-6).join(" | ");
-  return `${result.argv.slice(2).join(" ")} -> ${result.failure ?? result.exitCode}: ${tail}`;
-}
-
-class Scenario {
-  readonly steps: ScenarioStep[] = [];
-  async step(id: string, work: () => Promise<string>): Promise<boolean> {
-    const started = Date.now();
-    let ok = true;
-    let detail: string;
-    try {
-      detail = await work();
-    } catch (error) {
-      ok = false;
-      detail = error instanceof Error ? error.message : String(error);
-    }
-    const step = { id, ok, detail, seconds: (Date.now() - started) / 1000 };
-    this.steps.push(step);
-    process.stderr.write(
-      `${ok ? "ok  " : "FAIL"} ${id} (${step.seconds.toFixed(1)}s): ${detail}\n`,
-    );
-    return ok;
-  }
-}
-
-function must(result: CommandResult, what: string): string {
-  if (result.exitCode !== 0) throw new Error(`${what}: ${brief(result)}`);
-  return result.stdout;
 }
 
 async function kubectlJson(
@@ -382,7 +342,7 @@ async function scenarioOnNode(
     await rm(userKubeconfig, { force: true });
     return "data dir removed";
   });
-  return { ok: s.steps.every((step) => step.ok), steps: s.steps };
+  return s.report();
 }
 
 /** `sandkube verify --json`: each of its checks becomes a scenario step. */

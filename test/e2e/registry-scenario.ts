@@ -14,12 +14,8 @@ import { registryHostsDir } from "../../src/plan/containerd-config.js";
 import { startLocalRegistry, writeHtpasswd, type LocalRegistry } from "../../src/registry/local.js";
 import { issueRegistryTls } from "../../src/registry/tls.js";
 import { makeWhiteoutLayers } from "../host/images-layers-fixture.js";
-import {
-  leftoversOf,
-  snapshotMachine,
-  type ScenarioReport,
-  type ScenarioStep,
-} from "./node-scenario.js";
+import { leftoversOf, snapshotMachine } from "./node-scenario.js";
+import { brief, must, Scenario, type ScenarioReport } from "./scenario.js";
 
 /**
  * Issue 10's registry test on a real node, as one program: the host test runs it directly and the
@@ -54,43 +50,12 @@ const EXPECTED_FILES: Record<string, boolean> = {
   "/bin/busybox": true,
 };
 
-class Scenario {
-  readonly steps: ScenarioStep[] = [];
-  async step(id: string, work: () => Promise<string>): Promise<boolean> {
-    const started = Date.now();
-    let ok = true;
-    let detail: string;
-    try {
-      detail = await work();
-    } catch (error) {
-      ok = false;
-      detail = error instanceof Error ? error.message : String(error);
-    }
-    const step = { id, ok, detail, seconds: (Date.now() - started) / 1000 };
-    this.steps.push(step);
-    process.stderr.write(
-      `${ok ? "ok  " : "FAIL"} ${id} (${step.seconds.toFixed(1)}s): ${detail}\n`,
-    );
-    return ok;
-  }
-}
-
 function sandkube(
   args: readonly string[],
   env: Readonly<Record<string, string>> = {},
   timeoutMs = 600_000,
 ): Promise<CommandResult> {
   return runCommand([process.execPath, CLI, ...args], { timeoutMs, env });
-}
-
-function brief(result: CommandResult): string {
-  const tail = `${result.stderr}\n${result.stdout}`.trim().split("\n").slice(-6).join(" | ");
-  return `${result.argv.slice(2).join(" ")} -> ${result.failure ?? result.exitCode}: ${tail}`;
-}
-
-function must(result: CommandResult, what: string): string {
-  if (result.exitCode !== 0) throw new Error(`${what}: ${brief(result)}`);
-  return result.stdout;
 }
 
 async function freePort(): Promise<number> {
@@ -466,7 +431,7 @@ export async function runRegistryScenario(dataDir: string): Promise<ScenarioRepo
     });
     await rm(scratch, { recursive: true, force: true });
   }
-  return { ok: s.steps.every((step) => step.ok), steps: s.steps };
+  return s.report();
 }
 
 /** kubectl with the node's admin kubeconfig. */
