@@ -488,10 +488,23 @@ export function partsFor(checks: readonly OptionalCheckId[]): WorkloadPart[] {
  * until it is gone. Checks after a failure still run: each says for itself what it could not find.
  * endpointChange deletes a web pod, so it runs last.
  */
+const WEB_CHECKS: readonly OptionalCheckId[] = [
+  "logs",
+  "exec",
+  "portForward",
+  "podToPod",
+  "service",
+  "nodePort",
+  "endpointChange",
+];
+
 export async function runWorkloadChecks(
   options: WorkloadCheckOptions,
 ): Promise<WorkloadCheckReport> {
-  const chosen = new Set(options.checks ?? OPTIONAL_CHECKS);
+  const chosen = new Set<OptionalCheckId>(options.checks ?? OPTIONAL_CHECKS);
+  // These talk to the web pods and expect them Ready; deploymentReady is what waits for the
+  // rollout, so it runs (and reports) whenever one of them is chosen on its own.
+  if (WEB_CHECKS.some((id) => chosen.has(id))) chosen.add("deploymentReady");
   const workload = renderWorkload({
     suffix: options.suffix ?? randomSuffix(),
     parts: partsFor([...chosen]),

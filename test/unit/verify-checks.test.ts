@@ -332,3 +332,26 @@ test("portForward fetches through the forwarded port, compares the body and kill
     assert.equal(alive(Number(await readFile(pidFile, "utf8"))), false);
   });
 });
+
+test("a web check chosen on its own still waits for the rollout first (deploymentReady runs)", async () => {
+  // A stand-in kubectl (no cluster in the unit tier) that accepts everything and prints nothing:
+  // only the order of the checks is under test.
+  const dir = await mkdtemp(join(tmpdir(), "sandkube-verify-order-"));
+  try {
+    const kubectl = join(dir, "kubectl");
+    await writeFile(kubectl, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const seen: string[] = [];
+    await runWorkloadChecks({
+      kubectl,
+      kubeconfig: join(dir, "kubeconfig"),
+      timeoutMs: 1000,
+      suffix: "order",
+      checks: ["service"],
+      requests: 1,
+      onResult: (r) => seen.push(r.id),
+    });
+    assert.deepEqual(seen, ["apply", "deploymentReady", "service", "cleanup"]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
