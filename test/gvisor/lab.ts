@@ -6,6 +6,7 @@ import { labBinary, labDir } from "../../lab/paths.js";
 import { runInGvisor, repoRootOfScript, type GvisorRunResult } from "../../lab/gvisor-run.js";
 import { DEFAULT_TIMEOUT_SECONDS, type RunscFlavour } from "../../lab/gvisor-spec.js";
 import { parseObservations, type Observations } from "../../lab/gvisor-observations.js";
+import type { ScenarioReport } from "../e2e/scenario.js";
 
 /** Shared by the gVisor tier: every test runs real components inside a real runsc sandbox. */
 
@@ -76,4 +77,21 @@ export async function scenario(
   const result = await inGvisor(runsc, ["sh", path, ...(mode === undefined ? [] : [mode])], outDir);
   const text = await readFile(join(outDir, "observations.tsv"), "utf8").catch(() => "");
   return { result, observations: parseObservations(text) };
+}
+
+/** The JSON report a scenario program printed inside the sandbox; a clear failure if there is none. */
+export function scenarioReportOf(result: GvisorRunResult): ScenarioReport {
+  const text = result.stdout.slice(result.stdout.indexOf("{"));
+  try {
+    return JSON.parse(text) as ScenarioReport;
+  } catch {
+    throw new Error(
+      `no report from inside the sandbox (exit ${String(result.exitCode)}): ${result.stderr.slice(-3000)}`,
+    );
+  }
+}
+
+/** "id: detail" for every step that did not pass. */
+export function failedSteps(report: ScenarioReport): string[] {
+  return report.steps.filter((s) => !s.ok).map((s) => `${s.id}: ${s.detail}`);
 }

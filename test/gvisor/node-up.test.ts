@@ -2,8 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { labDir } from "../../lab/paths.js";
-import { inGvisor, requireLab } from "./lab.js";
-import type { ScenarioReport } from "../e2e/node-scenario.js";
+import { failedSteps, inGvisor, requireLab, scenarioReportOf } from "./lab.js";
 
 // `sandkube up` inside a real runsc sandbox (gVisor 2026-09, root on 9p, gVisor's own network
 // stack with only `lo`): the same scenario program as the host test, run inside the sandbox.
@@ -40,17 +39,8 @@ test(
       out,
       1_500,
     );
-    const text = result.stdout.slice(result.stdout.indexOf("{"));
-    let report: ScenarioReport;
-    try {
-      report = JSON.parse(text) as ScenarioReport;
-    } catch {
-      assert.fail(
-        `no report from inside the sandbox (exit ${result.exitCode}): ${result.stderr.slice(-3000)}`,
-      );
-    }
-    const failed = report.steps.filter((s) => !s.ok).map((s) => `${s.id}: ${s.detail}`);
-    assert.deepEqual(failed, [], "every step passes inside gVisor");
+    const report = scenarioReportOf(result);
+    assert.deepEqual(failedSteps(report), [], "every step passes inside gVisor");
     assert.ok(report.steps.some((s) => s.id === "verify-portForward" && s.ok));
     assert.ok(
       report.steps.some((s) => s.id === "service-proxy" && /sandkube-proxy/.test(s.detail)),

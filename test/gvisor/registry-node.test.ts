@@ -2,8 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
 import { labDir } from "../../lab/paths.js";
-import type { ScenarioReport } from "../e2e/node-scenario.js";
-import { inGvisor, requireLab } from "./lab.js";
+import { failedSteps, inGvisor, requireLab, scenarioReportOf } from "./lab.js";
 
 /**
  * Issue 10's registry test on a real node inside runsc (new): test/e2e/registry-scenario.ts, the
@@ -51,17 +50,8 @@ test(
       out,
       780,
     );
-    const text = result.stdout.slice(result.stdout.indexOf("{"));
-    let report: ScenarioReport;
-    try {
-      report = JSON.parse(text) as ScenarioReport;
-    } catch {
-      assert.fail(
-        `no report from inside the sandbox (exit ${result.exitCode}): ${result.stderr.slice(-3000)}`,
-      );
-    }
-    const failed = report.steps.filter((s) => !s.ok).map((s) => `${s.id}: ${s.detail}`);
-    assert.deepEqual(failed, [], "every step passes inside gVisor");
+    const report = scenarioReportOf(result);
+    assert.deepEqual(failedSteps(report), [], "every step passes inside gVisor");
     assert.deepEqual(
       report.steps.map((s) => s.id),
       STEPS,
