@@ -11,10 +11,11 @@ const BENCHES: Readonly<Record<string, (args: readonly string[]) => Promise<numb
   // Loaded on demand: it pulls in the whole node (src/node), which the runtime bench does not need.
   cluster: async (args) => (await import("./cluster.js")).clusterBench(args),
   services: async (args) => (await import("./services.js")).servicesBench(args),
+  pull: async (args) => (await import("./pull.js")).pullBench(args),
 };
 
 /** Benchmarks that put the host kernel and gVisor side by side themselves read --gvisor. */
-const SIDE_BY_SIDE: ReadonlySet<string> = new Set(["cluster", "services"]);
+const SIDE_BY_SIDE: ReadonlySet<string> = new Set(["cluster", "services", "pull"]);
 
 /**
  * Runs this same benchmark inside runsc. gVisor mounts no cgroups, and runc refuses to run without
