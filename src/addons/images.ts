@@ -9,12 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ensureSuccess, runCommand, type CommandRunner } from "../common/exec.js";
 import { busyboxRootfs, DEBIAN_BUSYBOX } from "../images/busybox.js";
-import {
-  importImage,
-  listImages,
-  type ContainerdTarget,
-  type ImportOptions,
-} from "../images/containerd.js";
+import { importImage, listImages, type ImportOptions } from "../images/containerd.js";
 import { isStaticElf } from "../images/elf.js";
 import { buildOciArchive, type BuiltImage } from "../images/oci-layout.js";
 import { COREDNS_VERSION, LOCAL_PATH_PROVISIONER_VERSION } from "../install/components.js";
@@ -200,7 +195,7 @@ export interface EnsureAddonImagesResult {
 }
 
 /** The node's containerd and the snapshotter its CRI plugin unpacks into. */
-export type AddonImageTarget = ContainerdTarget & Pick<ImportOptions, "snapshotter">;
+export type AddonImageTarget = Omit<ImportOptions, "file">;
 
 /**
  * Imports each add-on image into containerd's k8s.io namespace unless an image of that name is

@@ -52,6 +52,12 @@ export interface AddonParams {
    * carry pod traffic but not CoreDNS's own.
    */
   readonly apiServer?: ApiServerEndpoint;
+  /**
+   * False where pods can only share the node's network namespace: local-path-provisioner's helper
+   * pods cannot (it refuses host namespaces in their template, util.go validateHelperPodTemplate),
+   * so no volume could be provisioned, and the storage add-on is left out.
+   */
+  readonly storage: boolean;
 }
 
 /** One add-on: a name for progress lines and errors, and its objects in apply order. */
@@ -96,6 +102,7 @@ export function addonParamsFor(config: ClusterConfig, images: AddonImages): Addo
     images,
     ports: DEFAULT_COREDNS_PORTS,
     apiServer: { host: url.hostname.replace(/^\[|\]$/g, ""), port: config.apiServerPort },
+    storage: !config.hostNetworkOnly,
   };
 }
 
@@ -299,7 +306,7 @@ export function renderAddons(params: AddonParams): Addon[] {
   checkAddonParams(params);
   return [
     { name: COREDNS_ADDON, objects: coreDnsObjects(params) },
-    { name: STORAGE_ADDON, objects: localPathObjects(params) },
+    ...(params.storage ? [{ name: STORAGE_ADDON, objects: localPathObjects(params) }] : []),
   ].map((addon) => ({
     name: addon.name,
     objects: addon.objects.map((object) => labelled(object, addon.name)),

@@ -13,7 +13,7 @@ import {
   importImage,
   listImages,
   resolveCtr,
-  type ContainerdTarget,
+  type ImportOptions,
   type ListedImage,
 } from "../images/containerd.js";
 import { LayerSourceError } from "../images/layers.js";
@@ -23,6 +23,7 @@ import {
   parseImageReference,
   formatImageReference,
 } from "../images/reference.js";
+import { nodeImportTarget } from "../node/image-target.js";
 import { nodeLayout } from "../node/layout.js";
 import { registryHostsDir } from "../plan/containerd-config.js";
 import { parseCredentialsFile, type RegistryLogin } from "../registry/credentials.js";
@@ -360,10 +361,8 @@ export function parseImagesArgs(args: readonly string[]): ImagesArgs {
   };
 }
 
-/** The node's containerd and the snapshotter its CRI plugin unpacks into. */
-interface NodeImageTarget extends ContainerdTarget {
-  readonly snapshotter: string;
-}
+/** The node's containerd, the snapshotter its CRI plugin unpacks into, and who unpacks. */
+type NodeImageTarget = Omit<ImportOptions, "file">;
 
 /** The running node's containerd, or a sentence saying why there is none. */
 async function runningNode(dataDir: string): Promise<NodeImageTarget | string> {
@@ -377,7 +376,7 @@ async function runningNode(dataDir: string): Promise<NodeImageTarget | string> {
   if (state === undefined) return `no node in ${dataDir} (no ${layout.stateFile})`;
   const ctr = state.config.binaries.ctr || (await resolveCtr());
   if (ctr === null) return "no ctr binary: run `sandkube install`";
-  const target = { ctr, socket: layout.containerdSocket, snapshotter: state.config.snapshotter };
+  const target = nodeImportTarget(state.config, layout, ctr);
   if (!(await containerdAnswers(target))) {
     return `the node in ${dataDir} is not running (containerd does not answer on ${layout.containerdSocket})`;
   }

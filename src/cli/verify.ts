@@ -236,9 +236,9 @@ export function serviceProxyHint(
 }
 
 /**
- * With no node to check, the probe says whether one could run here at all: where it cannot (gVisor
- * 2023-07: `no-recursive-bind`), every check fails naming that blocker and its remedy, rather than
- * a bare "no node".
+ * With no node to check, the probe says whether one could run here at all: where it cannot (a
+ * blocker such as `no-recursive-bind`), every check fails naming that blocker and its remedy,
+ * rather than a bare "no node".
  */
 async function blockedByProbe(
   dataDir: string,
@@ -313,6 +313,12 @@ export async function verifyCommand(argv: string[]): Promise<number> {
           clusterRanges: [state.config.clusterCIDR, state.config.podCIDR, state.config.serviceCIDR],
         }),
     ...(serviceProxy === undefined ? {} : { serviceProxy }),
+    ...(state?.config.hostNetworkOnly === true
+      ? {
+          hostNetworkOnly:
+            "no veth pair can be made here, so pods cannot have a network namespace of their own (up's probe: cni-host-network)",
+        }
+      : {}),
     // Checks take seconds to minutes each: every result is printed as it comes.
     onResult: (r) => {
       if (args.json) process.stderr.write(`verify: ${checkLine(r)}\n`);

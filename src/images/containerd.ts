@@ -61,6 +61,11 @@ export interface ImportOptions extends ContainerdTarget {
   /** The snapshotter the CRI plugin uses, so kubelet's pods find the layers already unpacked. */
   readonly snapshotter: string;
   readonly file: string;
+  /**
+   * Set where the kernel refuses MS_REC: import without unpacking, then sandkube unpacks each
+   * layer itself (src/images/unpack-without-mounts.ts). containerd's root holds the content store.
+   */
+  readonly withoutMounts?: { readonly containerdRoot: string };
 }
 
 /** Pure: the ctr command line that imports an OCI or docker-archive tarball. */
@@ -84,6 +89,12 @@ export async function importImage(
   options: ImportOptions,
   run: CommandRunner = runCommand,
 ): Promise<void> {
+  if (options.withoutMounts !== undefined) {
+    // Loaded on demand: the module imports this one.
+    const { importWithoutMounts } = await import("./unpack-without-mounts.js");
+    await importWithoutMounts({ ...options, ...options.withoutMounts }, options.file, run);
+    return;
+  }
   ensureSuccess(await run(importArgv(options), { timeoutMs: 300_000 }));
 }
 

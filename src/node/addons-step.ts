@@ -2,6 +2,7 @@ import { ensureAddonImages, type AddonBinaries } from "../addons/images.js";
 import { applyAddons } from "../addons/apply.js";
 import { addonParamsFor, renderAddons } from "../addons/manifests.js";
 import type { Progress } from "../cli/progress.js";
+import { nodeImportTarget } from "./image-target.js";
 import type { NodeLayout } from "./layout.js";
 import type { NodeState } from "./state.js";
 
@@ -19,14 +20,7 @@ export async function installAddons(
 ): Promise<void> {
   const { config } = state;
   const images = await progress.step("Importing the add-ons' images", () =>
-    ensureAddonImages(
-      {
-        ctr: config.binaries.ctr,
-        socket: layout.containerdSocket,
-        snapshotter: config.snapshotter,
-      },
-      binaries,
-    ),
+    ensureAddonImages(nodeImportTarget(config, layout), binaries),
   );
   const addons = renderAddons(addonParamsFor(config, images.names));
   await progress.step("Starting cluster DNS and the default StorageClass", () =>

@@ -54,6 +54,8 @@ export interface ComponentPlanInput {
   readonly pauseImageTar: string;
   /** How sandkube-proxy is started: this Node and the package's dist/src/proxy/main.js. */
   readonly sandkubeProxyCommand: readonly string[];
+  /** This Node and dist/src/images/import-main.js: the pause import where config.imageUnpack says without-mounts. */
+  readonly importWithoutMountsCommand: readonly string[];
   /**
    * HTTPS_PROXY and friends for containerd's pulls, with the node's own ranges in NO_PROXY
    * (src/registry/proxy-env.ts); every component gets them. {} for none.
@@ -125,12 +127,25 @@ export function planComponents(input: ComponentPlanInput): ComponentSpec[] {
       [],
       { kind: "unix-socket", path: layout.containerdSocket },
       [
-        importArgv({
-          ctr: config.binaries.ctr,
-          socket: layout.containerdSocket,
-          snapshotter: config.snapshotter,
-          file: input.pauseImageTar,
-        }),
+        config.imageUnpack === "without-mounts"
+          ? [
+              ...input.importWithoutMountsCommand,
+              "--ctr",
+              config.binaries.ctr,
+              "--socket",
+              layout.containerdSocket,
+              "--snapshotter",
+              config.snapshotter,
+              "--containerd-root",
+              layout.containerdRoot,
+              input.pauseImageTar,
+            ]
+          : importArgv({
+              ctr: config.binaries.ctr,
+              socket: layout.containerdSocket,
+              snapshotter: config.snapshotter,
+              file: input.pauseImageTar,
+            }),
       ],
     ),
     spec("etcd", [config.binaries.etcd, ...args.etcd], [], {

@@ -6,7 +6,12 @@ import type {
   RuntimeChoice,
   ServiceProxyChoice,
 } from "../plan/cluster-config.js";
-import { DEFAULT_API_SERVER_PORT, DEFAULT_NETWORK, SANDBOX_IMAGE } from "../plan/cluster-config.js";
+import {
+  DEFAULT_API_SERVER_PORT,
+  DEFAULT_NETWORK,
+  NODE_LINK,
+  SANDBOX_IMAGE,
+} from "../plan/cluster-config.js";
 import type { Facts } from "../probe/facts.js";
 
 export type RuntimeOption = RuntimeChoice | "auto";
@@ -78,6 +83,7 @@ export function buildClusterConfig(
 ): ClusterConfig {
   const { runtime } = chooseRuntime(options.runtime, facts, adaptations);
   const native = adaptations.some((a) => a.id === "native-snapshotter");
+  const hostNetworkOnly = adaptations.some((a) => a.id === "cni-host-network");
   return {
     dataDir: options.dataDir,
     nodeName: nodeNameFrom(host),
@@ -89,6 +95,11 @@ export function buildClusterConfig(
     serviceProxy: chooseServiceProxy(options.serviceProxy, adaptations).serviceProxy,
     mtu,
     snapshotter: native ? "native" : "overlayfs",
+    imageUnpack: adaptations.some((a) => a.id === "no-recursive-bind")
+      ? "without-mounts"
+      : "containerd",
+    nodeLink: hostNetworkOnly ? "lo" : NODE_LINK,
+    hostNetworkOnly,
     sandboxImage: SANDBOX_IMAGE,
     binaries,
   };

@@ -18,3 +18,7 @@ export function supervisorEntry(): string {
 export function sandkubeProxyEntry(): string {
   return join(packageRoot(), "dist", "src", "proxy", "main.js");
 }
+
+export function importWithoutMountsEntry(): string {
+  return join(packageRoot(), "dist", "src", "images", "import-main.js");
+}

@@ -15,7 +15,8 @@ export type ProvisionStep =
       readonly kind: "node-link";
       readonly because: string;
       readonly link: string;
-      readonly peer: string;
+      /** The veth peer `up` creates with the link; null: the link exists (lo) and only gets the address. */
+      readonly peer: string | null;
       readonly address: string;
       readonly mtu: number;
     }
@@ -104,13 +105,18 @@ export function planProvisioning(
   current: { readonly ipForward: string | null; readonly uplinks: readonly Uplink[] },
 ): ProvisionStep[] {
   const steps: ProvisionStep[] = [];
+  const nodeAddressWhy =
+    "the node needs a non-loopback address that exists without any pod (the apiserver refuses a loopback " +
+    "advertise address for the `kubernetes` Endpoints, and a gVisor sandbox may have only `lo`)";
+  const noVeth = adaptation(adaptations, "cni-host-network");
   steps.push({
     kind: "node-link",
     because:
-      "the node needs a non-loopback address that exists without any pod (the apiserver refuses a loopback " +
-      "advertise address for the `kubernetes` Endpoints, and a gVisor sandbox may have only `lo`)",
-    link: NODE_LINK,
-    peer: NODE_LINK_PEER,
+      config.nodeLink === NODE_LINK || noVeth === undefined
+        ? nodeAddressWhy
+        : `${nodeAddressWhy}; it goes on ${config.nodeLink} because ${noVeth.because}`,
+    link: config.nodeLink,
+    peer: config.nodeLink === NODE_LINK ? NODE_LINK_PEER : null,
     address: config.nodeIP,
     mtu: config.mtu,
   });
@@ -185,6 +191,8 @@ export function egressStep(
   config: ClusterConfig,
   uplinks: readonly Uplink[],
 ): ProvisionStep | null {
+  // Pods that can only share the node's network namespace leave by the node's own address.
+  if (adaptation(adaptations, "cni-host-network") !== undefined) return null;
   const backend = iptablesBackend(facts);
   if (backend === null || !isYes(backend.capabilities.nat)) return null;
   const keep = ["-d", config.clusterCIDR, "-j", "RETURN"];

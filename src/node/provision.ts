@@ -11,6 +11,13 @@ import type { ProvisionStep } from "./provision-plan.js";
 export type ProvisionRecord =
   | { readonly kind: "link"; readonly name: string; readonly because: string }
   | {
+      readonly kind: "address";
+      readonly link: string;
+      /** With its prefix length, as `ip addr` takes it. */
+      readonly address: string;
+      readonly because: string;
+    }
+  | {
       readonly kind: "proc-file";
       readonly path: string;
       readonly previous: string;
@@ -96,6 +103,15 @@ async function mountRecorded(
 export async function applyStep(step: ProvisionStep, sink: RecordSink): Promise<void> {
   switch (step.kind) {
     case "node-link": {
+      if (step.peer === null) {
+        // An existing link (lo) keeps everything but the node address, which is all `down` removes.
+        const address = `${step.address}/32`;
+        await runCommand(["ip", "addr", "del", address, "dev", step.link]);
+        await run(["ip", "addr", "add", address, "dev", step.link]);
+        await sink({ kind: "address", link: step.link, address, because: step.because });
+        await run(["ip", "link", "set", step.link, "up"]);
+        return;
+      }
       // A link left by a crashed `up` is replaced, not reused: its address or MTU may be stale.
       await runCommand(["ip", "link", "del", step.link]);
       const mtu = String(step.mtu);
@@ -255,6 +271,15 @@ export async function undoRecord(record: ProvisionRecord): Promise<string | unde
       const result = await runCommand(["ip", "link", "del", record.name]);
       const gone = result.exitCode === 0 || /Cannot find device|does not exist/.test(result.stderr);
       return gone ? undefined : `ip link del ${record.name}: ${result.stderr.trim()}`;
+    }
+    case "address": {
+      const result = await runCommand(["ip", "addr", "del", record.address, "dev", record.link]);
+      const gone =
+        result.exitCode === 0 ||
+        /Cannot assign|Cannot find device|does not exist/.test(result.stderr);
+      return gone
+        ? undefined
+        : `ip addr del ${record.address} dev ${record.link}: ${result.stderr.trim()}`;
     }
     case "proc-file":
       return writeFile(record.path, `${record.previous}\n`).then(

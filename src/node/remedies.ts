@@ -11,8 +11,12 @@ const REMEDIES: Readonly<Record<string, string>> = {
   "no-cgroups":
     "the sandbox must offer cgroups (a mounted hierarchy, or cgroup v1 mounts as root); gVisor has them from 2021 on.",
   "no-recursive-bind":
-    "this gVisor is older than 2024 and refuses MS_REC, so containerd cannot unpack images (docs/gvisor-blockers.md B5). " +
-    "Use a gVisor release from 2024 or later; an unpacker for old gVisor is not in this version of sandkube.",
+    "this kernel refuses MS_REC and overlayfs does not work on the data dir, so no container root can be mounted " +
+    "(docs/gvisor-blockers.md B5). Put --data-dir on a filesystem that takes overlay mounts (a tmpfs does), " +
+    "or use a gVisor release from 2024 or later.",
+  "cni-host-network":
+    "pods with a network namespace of their own need veth pairs, which this gVisor (before 2024) cannot make " +
+    "(docs/gvisor-blockers.md B9, B10); run the workload as hostNetwork pods, or use a gVisor release from 2024 or later.",
   "no-setns":
     "this kernel cannot join namespaces by path; use a gVisor release from 2024 or later.",
 };

@@ -33,7 +33,7 @@ import {
   uplinksFromIpJson,
   type Uplink,
 } from "./provision-plan.js";
-import { sandkubeProxyEntry, supervisorEntry } from "./package-root.js";
+import { sandkubeProxyEntry, importWithoutMountsEntry, supervisorEntry } from "./package-root.js";
 import { parseIpv4, parseSubnet, subnetContains } from "../cni/ipv4.js";
 import type { NodeState, SupervisorStatus } from "./state.js";
 import { readNodeState, readSupervisorStatus, writeNodeState } from "./state.js";
@@ -262,6 +262,7 @@ export async function bringUp(request: UpRequest): Promise<UpResult> {
       // V8's young generation grows to 3 x 16 MB under connection churn; the proxy's objects are
       // short-lived buffers, so small semi-spaces keep its memory down (bench: services).
       sandkubeProxyCommand: [process.execPath, "--max-semi-space-size=2", sandkubeProxyEntry()],
+      importWithoutMountsCommand: [process.execPath, importWithoutMountsEntry()],
       containerdProxyEnv: containerdProxyEnv(process.env, config),
     }),
     kubeconfig: {

@@ -117,6 +117,38 @@ const snapshotter: Rule = (facts) => {
   };
 };
 
+/** Pure: MS_REC is refused (EINVAL for a recursive change of propagation, as for `rbind`). */
+export function refusesRecursiveMounts(facts: Facts): boolean {
+  const { makePrivateInNewNamespace } = facts.mountPropagation;
+  return makePrivateInNewNamespace.result === "no" && makePrivateInNewNamespace.code === "EINVAL";
+}
+
+/** Pure: the overlayfs snapshotter can mount container roots on the data dir. */
+export function overlayUsable(facts: Facts): boolean {
+  return facts.overlay.kernelSupports && !failed(facts.overlay.onDataDir);
+}
+
+// containerd's applier mounts a layer's snapshot unless it is an overlay (core/diff/apply/
+// apply_linux.go), and both snapshotters hand the first layer out as `rbind`: such a kernel can
+// unpack no image through containerd (docs/gvisor-blockers.md B5). Only with overlayfs: native
+// hands every container root out as `rbind` too, which the shim mounts (a blocker, verdict.ts).
+const recursiveBind: Rule = (facts) => {
+  if (!refusesRecursiveMounts(facts) || !overlayUsable(facts)) return null;
+  return {
+    id: "no-recursive-bind",
+    title: "Unpack images without mounts",
+    because: `making / recursively private fails with EINVAL (${failureText(facts.mountPropagation.makePrivateInNewNamespace)}): this kernel refuses MS_REC`,
+    facts: ["mountPropagation.makePrivateInNewNamespace", "overlay.onDataDir"],
+    meaning:
+      "containerd mounts every image's first layer as a recursive bind to unpack it, so no image could be unpacked, imported or pulled.",
+    action:
+      "sandkube imports images without unpacking them and unpacks each layer itself into the overlayfs " +
+      "snapshotter (tar into the snapshot's directory, committed under its chain id); a container's own " +
+      "snapshot is an overlay mount, which this kernel accepts. Images pulled from a registry still fail to " +
+      "unpack here: save them to a tarball elsewhere and `sandkube images import` it.",
+  };
+};
+
 const cgroupV1: Rule = (facts, options) => {
   const { mode, scratchV1MountCheck } = facts.cgroups;
   const v1Only =
@@ -555,6 +587,7 @@ export const RULES: readonly Rule[] = [
   kubeletTunables,
   devKmsg,
   snapshotter,
+  recursiveBind,
   cgroupV1,
   cgroupMount,
   cgroupsUnusable,

@@ -65,6 +65,18 @@ export interface ClusterConfig {
   readonly mtu: number;
   /** containerd snapshotter: overlayfs where the data dir's filesystem takes overlay mounts. */
   readonly snapshotter: "overlayfs" | "native";
+  /**
+   * Who unpacks image layers: containerd, or sandkube itself without mounts where the kernel
+   * refuses MS_REC (adaptation no-recursive-bind, src/images/unpack-without-mounts.ts).
+   */
+  readonly imageUnpack: "containerd" | "without-mounts";
+  /**
+   * The link holding the node address (and, with sandkube-proxy, the cluster IPs): NODE_LINK, a
+   * veth pair `up` makes, or `lo` where no veth can be made (adaptation cni-host-network).
+   */
+  readonly nodeLink: string;
+  /** Pods cannot have a network namespace of their own here (adaptation cni-host-network). */
+  readonly hostNetworkOnly: boolean;
   /** The locally built pause image, pinned as the sandbox image. */
   readonly sandboxImage: string;
   readonly binaries: BinaryPaths;

@@ -1,7 +1,6 @@
 import { join } from "node:path";
 import type { NodeLayout } from "../node/layout.js";
 import type { ClusterConfig } from "./cluster-config.js";
-import { NODE_LINK } from "./cluster-config.js";
 import { FRONT_PROXY_CLIENT_CN, kubeconfigFiles, pkiFiles } from "./pki-files.js";
 
 /** Each component's command-line arguments (without the binary). */
@@ -149,7 +148,7 @@ export function componentArgs(config: ClusterConfig, layout: NodeLayout): Compon
     "--kubeconfig",
     kubeconfigs.kubeProxy,
     "--link",
-    NODE_LINK,
+    config.nodeLink,
     "--service-cidr",
     config.serviceCIDR,
     "--healthz",

@@ -1,4 +1,6 @@
+import { failureText } from "../probe/check.js";
 import type { Facts } from "../probe/facts.js";
+import { overlayUsable, refusesRecursiveMounts } from "./adaptations.js";
 import type { NamespaceType } from "../probe/namespaces.js";
 
 /** Something no adaptation can get around. */
@@ -37,16 +39,14 @@ export function judge(facts: Facts): Verdict {
       });
     }
   }
-  // containerd unpacks an image by mounting its first layer as a recursive bind (both the
-  // overlayfs and native snapshotters hand it out as `rbind`: docs/gvisor-blockers.md B5). A kernel
-  // that refuses MS_REC refuses `unshare --propagation private` (MS_PRIVATE|MS_REC) the same way,
-  // and sandkube has no image unpacker of its own (yet).
-  const { makePrivateInNewNamespace } = facts.mountPropagation;
-  if (makePrivateInNewNamespace.result === "no" && makePrivateInNewNamespace.code === "EINVAL") {
+  // Where MS_REC is refused, sandkube unpacks images itself into the overlayfs snapshotter
+  // (adaptation no-recursive-bind). Without overlayfs nothing helps: the native snapshotter hands
+  // every container root out as an `rbind` mount, which the shim mounts (docs/gvisor-blockers.md B5).
+  if (refusesRecursiveMounts(facts) && !overlayUsable(facts)) {
     blockers.push({
       id: "no-recursive-bind",
-      because: `making / recursively private fails with EINVAL (${makePrivateInNewNamespace.detail}): this kernel refuses MS_REC, and containerd mounts every image's first layer as a recursive bind to unpack it`,
-      facts: ["mountPropagation.makePrivateInNewNamespace"],
+      because: `making / recursively private fails with EINVAL (${failureText(facts.mountPropagation.makePrivateInNewNamespace)}): this kernel refuses MS_REC, and overlayfs is not usable on the data dir, so every container root would be a recursive bind`,
+      facts: ["mountPropagation.makePrivateInNewNamespace", "overlay.onDataDir"],
     });
   }
   const { cgroups } = facts;

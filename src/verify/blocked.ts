@@ -3,10 +3,10 @@ import type { Blocker } from "../plan/verdict.js";
 import type { CheckResult, OptionalCheckId } from "./cluster.js";
 
 /**
- * What `verify` reports where no node can run: the probe's verdict, check by check. On gVisor
- * 2023-07 `up` stops at `no-recursive-bind` (containerd unpacks no image without MS_REC), so no
- * workload check can run; each one says so, with the blocker's own words and its remedy, and the
- * pod-network checks also name the missing veth (no pod gets a network namespace of its own).
+ * What `verify` reports where no node can run: the probe's verdict, check by check. Where `up`
+ * would stop at a blocker (say `no-recursive-bind`: no MS_REC and no overlayfs on the data dir),
+ * no workload check can run; each one says so, with the blocker's own words and its remedy, and
+ * the pod-network checks also name a missing veth (no pod gets a network namespace of its own).
  */
 export function blockedResults(
   checks: readonly OptionalCheckId[],

@@ -4,6 +4,7 @@
  * and always deletes it. The Service, DNS, egress and storage checks live in network-checks.ts and
  * storage-check.ts; what they all share is in cluster.ts.
  */
+import { remedyFor } from "../node/remedies.js";
 import { spawn } from "node:child_process";
 import type { CommandRunner } from "../common/exec.js";
 import {
@@ -177,8 +178,15 @@ export function logs(target: ClusterTarget): Promise<CheckResult> {
   });
 }
 
-/** Runs a shell in a web pod: its hostname, the Secret from the environment, the initContainer's file. */
-export function exec(target: ClusterTarget, expectedSecret: string): Promise<CheckResult> {
+/**
+ * Runs a shell in a web pod: its hostname (the pod's name, or the node's for a hostNetwork pod),
+ * the Secret from the environment, the initContainer's file.
+ */
+export function exec(
+  target: ClusterTarget,
+  expectedSecret: string,
+  hostNetwork = false,
+): Promise<CheckResult> {
   return timed("exec", async () => {
     const pods = await readyWebPods(target);
     if (typeof pods === "string") return { ok: false, detail: pods };
@@ -204,7 +212,7 @@ export function exec(target: ClusterTarget, expectedSecret: string): Promise<Che
       .split("\n")
       .map((l) => l.trim());
     const wrong = [
-      hostname === pod
+      hostname === pod || (hostNetwork && (hostname ?? "") !== "")
         ? undefined
         : `/etc/hostname is "${hostname ?? ""}", not the pod name ${pod}`,
       secret === expectedSecret
@@ -461,7 +469,26 @@ export interface WorkloadCheckOptions {
   readonly pullImage?: string;
   /** Leave the namespace for a look after a failure; cleanup is then reported skipped. */
   readonly keepNamespace?: boolean;
+  /**
+   * Set on nodes where pods can only share the node's network namespace (adaptation
+   * cni-host-network): the fact, in words. The workload runs as hostNetwork pods, and the checks
+   * that need pods of their own addresses or storage fail naming it without running.
+   */
+  readonly hostNetworkOnly?: string;
 }
+
+/**
+ * What cannot be checked where every pod shares the node's address: two pods reaching each other
+ * by pod IP, the endpoint change (two replicas would want one port), and a PVC (the provisioner's
+ * helper pods cannot share the node's network, so `up` installs no StorageClass there).
+ */
+const HOST_NETWORK_REMEDY = remedyFor("cni-host-network");
+
+export const NEEDS_POD_NETWORK: ReadonlySet<OptionalCheckId> = new Set([
+  "podToPod",
+  "endpointChange",
+  "pvc",
+]);
 
 export interface WorkloadCheckReport {
   readonly namespace: string;
@@ -505,9 +532,13 @@ export async function runWorkloadChecks(
   // These talk to the web pods and expect them Ready; deploymentReady is what waits for the
   // rollout, so it runs (and reports) whenever one of them is chosen on its own.
   if (WEB_CHECKS.some((id) => chosen.has(id))) chosen.add("deploymentReady");
+  const hostOnly = options.hostNetworkOnly;
   const workload = renderWorkload({
     suffix: options.suffix ?? randomSuffix(),
-    parts: partsFor([...chosen]),
+    parts: partsFor(
+      [...chosen].filter((id) => hostOnly === undefined || !NEEDS_POD_NETWORK.has(id)),
+    ),
+    ...(hostOnly === undefined ? {} : { hostNetwork: true }),
     ...(options.image === undefined ? {} : { image: options.image }),
     ...(options.replicas === undefined ? {} : { replicas: options.replicas }),
     ...(options.dnsImage === undefined ? {} : { dnsImage: options.dnsImage }),
@@ -530,7 +561,7 @@ export async function runWorkloadChecks(
   const runners: Record<OptionalCheckId, () => Promise<CheckResult>> = {
     deploymentReady: () => deploymentReady(target, workload.replicas),
     logs: () => logs(target),
-    exec: () => exec(target, workload.secretValue),
+    exec: () => exec(target, workload.secretValue, workload.hostNetwork),
     portForward: () => portForward(target, workload.indexHtml),
     podToPod: () => podToPod(target, workload.indexHtml),
     service: () => service(target, { replicas: workload.replicas, requests }),
@@ -553,7 +584,20 @@ export async function runWorkloadChecks(
     const applied = await applyWorkload(target, workload);
     record(applied);
     if (applied.ok) {
-      for (const id of ALL_CHECKS) if (chosen.has(id)) record(await runners[id]());
+      for (const id of ALL_CHECKS) {
+        if (!chosen.has(id)) continue;
+        if (hostOnly !== undefined && NEEDS_POD_NETWORK.has(id)) {
+          record({
+            id,
+            ok: false,
+            status: "failed",
+            detail: "not run: every pod on this node shares the node's network namespace",
+            blocker: `cni-host-network: ${hostOnly}`,
+            remedy: HOST_NETWORK_REMEDY,
+            durationMs: 0,
+          });
+        } else record(await runners[id]());
+      }
     }
   } finally {
     if (options.keepNamespace === true) {

@@ -45,6 +45,7 @@ export const CONFIG_MAP = "web-content";
 export const SECRET = "web-secret";
 export const SECRET_KEY = "token";
 export const SECRET_ENV = "SECRET_TOKEN";
+export const POD_NAME_ENV = "POD_NAME";
 
 /** The ClusterIP Service over the web pods, and a NodePort one so each data path fails alone. */
 export const WEB_SERVICE = "web";
@@ -99,6 +100,11 @@ export interface WorkloadOptions {
   readonly pvcToken?: string;
   /** The optional groups of objects to render; all of them unless given. */
   readonly parts?: readonly WorkloadPart[];
+  /**
+   * Every pod shares the node's network namespace, for nodes where no pod can have one of its own
+   * (no veth: gVisor before 2024). One web replica then: two would want the same port.
+   */
+  readonly hostNetwork?: boolean;
 }
 
 /** Groups of objects only some checks need: the caller renders what its checks use. */
@@ -113,6 +119,7 @@ export interface Workload {
   readonly secretValue: string;
   readonly replicas: number;
   readonly pvcToken: string;
+  readonly hostNetwork: boolean;
   readonly objects: {
     readonly namespace: V1Namespace;
     readonly configMap: V1ConfigMap;
@@ -188,10 +195,16 @@ function container(
  */
 function podSpecBase(
   uid: number,
-): Pick<V1PodSpec, "securityContext" | "terminationGracePeriodSeconds"> {
+  hostNetwork: boolean,
+): Pick<
+  V1PodSpec,
+  "securityContext" | "terminationGracePeriodSeconds" | "hostNetwork" | "dnsPolicy"
+> {
   return {
     securityContext: { runAsNonRoot: true, runAsUser: uid, runAsGroup: uid },
     terminationGracePeriodSeconds: 1,
+    // The cluster's DNS still, as for every other pod (kubelet's default for hostNetwork is the node's).
+    ...(hostNetwork ? { hostNetwork: true, dnsPolicy: "ClusterFirstWithHostNet" } : {}),
   };
 }
 
@@ -224,7 +237,7 @@ function pvcPod(
     kind: "Pod",
     metadata: { name, namespace, labels: { app: name } },
     spec: {
-      ...podSpecBase(uid),
+      ...podSpecBase(uid, false),
       restartPolicy: "Never",
       containers: [
         container(name, image, uid, script, {
@@ -257,8 +270,9 @@ export function renderWorkload(options: WorkloadOptions): Workload {
   if (!Number.isInteger(uid) || uid <= 0) {
     throw new Error(`verify: uid must be a positive integer (runAsNonRoot), not ${uid}`);
   }
-  const replicas = options.replicas ?? DEFAULT_WEB_REPLICAS;
-  if (!Number.isInteger(replicas) || replicas < 2) {
+  const hostNetwork = options.hostNetwork ?? false;
+  const replicas = hostNetwork ? 1 : (options.replicas ?? DEFAULT_WEB_REPLICAS);
+  if (!hostNetwork && (!Number.isInteger(replicas) || replicas < 2)) {
     throw new Error(
       `verify: replicas must be an integer of at least 2 (pod to pod and the endpoint change need two), not ${replicas}`,
     );
@@ -294,14 +308,15 @@ export function renderWorkload(options: WorkloadOptions): Workload {
       },
     },
   );
-  // The pod's hostname is its name; kubelet mounts /etc/hostname into every container, and the
-  // exec check has read it there (both kernels). `hostname` is the fallback should it be absent.
+  // Each replica serves its pod name, from the downward API: a hostNetwork pod's hostname is the
+  // node's, so /etc/hostname would not tell the replicas apart.
   const prepare = container(
     INIT_CONTAINER,
     image,
     uid,
-    `cp ${CONFIG_DIR}/index.html ${SERVE_DIR}/index.html && echo '${INIT_MARKER}' > ${SERVE_DIR}/${INIT_MARKER_FILE} && { cat /etc/hostname || hostname; } > ${SERVE_DIR}${HOSTNAME_PATH} && echo '${INIT_LOG_LINE}'`,
+    `cp ${CONFIG_DIR}/index.html ${SERVE_DIR}/index.html && echo '${INIT_MARKER}' > ${SERVE_DIR}/${INIT_MARKER_FILE} && echo "$${POD_NAME_ENV}" > ${SERVE_DIR}${HOSTNAME_PATH} && echo '${INIT_LOG_LINE}'`,
     {
+      env: [{ name: POD_NAME_ENV, valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }],
       volumeMounts: [
         { name: "content", mountPath: CONFIG_DIR, readOnly: true },
         { name: "www", mountPath: SERVE_DIR },
@@ -344,7 +359,7 @@ export function renderWorkload(options: WorkloadOptions): Workload {
         template: {
           metadata: { labels: probeLabels },
           spec: {
-            ...podSpecBase(uid),
+            ...podSpecBase(uid, hostNetwork),
             containers: [
               {
                 name: "coredns",
@@ -405,6 +420,7 @@ export function renderWorkload(options: WorkloadOptions): Workload {
     secretValue,
     replicas,
     pvcToken,
+    hostNetwork,
     objects: {
       namespace: {
         apiVersion: "v1",
@@ -437,7 +453,7 @@ export function renderWorkload(options: WorkloadOptions): Workload {
           template: {
             metadata: { labels },
             spec: {
-              ...podSpecBase(uid),
+              ...podSpecBase(uid, hostNetwork),
               // A deleted replica keeps serving until SIGKILL (httpd as PID 1 ignores SIGTERM). Two
               // seconds is one more than the issue gives a Service proxy to follow an endpoint
               // change, so the endpoint-change check fails a proxy slower than that, not a fast
@@ -461,7 +477,7 @@ export function renderWorkload(options: WorkloadOptions): Workload {
           backoffLimit: 2,
           template: {
             spec: {
-              ...podSpecBase(uid),
+              ...podSpecBase(uid, hostNetwork),
               restartPolicy: "Never",
               containers: [container("done", image, uid, `echo ${JOB_LOG_LINE}`)],
             },
@@ -473,7 +489,7 @@ export function renderWorkload(options: WorkloadOptions): Workload {
         kind: "Pod",
         metadata: { name: CLIENT_POD, namespace, labels: { app: "client" } },
         spec: {
-          ...podSpecBase(uid),
+          ...podSpecBase(uid, hostNetwork),
           containers: [
             container("client", image, uid, "echo client up; exec sleep 3600", {
               volumeMounts: [{ name: "scratch", mountPath: CLIENT_SCRATCH }],

@@ -168,6 +168,7 @@ test(
       },
       ports: DEFAULT_COREDNS_PORTS,
       apiServer: { host: config.nodeIP, port: securePort },
+      storage: true,
     };
     const addons = renderAddons(params);
     const objects = addons.flatMap((addon) => [...addon.objects]);

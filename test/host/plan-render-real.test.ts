@@ -47,6 +47,9 @@ function configFor(layout: NodeLayout, snapshotter: ClusterConfig["snapshotter"]
     serviceProxy: "kube-proxy",
     mtu: 1500,
     snapshotter,
+    imageUnpack: "containerd",
+    nodeLink: "sandkube0",
+    hostNetworkOnly: false,
     sandboxImage: "registry.k8s.io/pause:3.10.2-sandkube",
     binaries: {
       etcd: labBinary("etcd"),

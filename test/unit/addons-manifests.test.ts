@@ -38,6 +38,7 @@ const PARAMS: AddonParams = {
     busybox: "sandkube.local/busybox:latest",
   },
   ports: DEFAULT_COREDNS_PORTS,
+  storage: true,
 };
 
 /** Every value differs from the defaults, so a literal hiding in a renderer shows up. */
@@ -53,6 +54,7 @@ const OTHER: AddonParams = {
   },
   ports: { dns: 5353, metrics: 9253, health: 9280, ready: 9281 },
   apiServer: { host: "10.7.0.1", port: 7443 },
+  storage: true,
 };
 
 function allObjects(params: AddonParams): KubernetesObject[] {
@@ -386,4 +388,15 @@ test("a node's parameters come from its ClusterConfig, with the API server where
   );
   assert.deepEqual(wildcard.apiServer, { host: "127.0.0.1", port: 7443 });
   assert.equal(wildcard.dataDir, "/srv/k");
+});
+
+test("where pods share the node's network only, the storage add-on is left out (its helper pods need their own)", () => {
+  const names = renderAddons({ ...PARAMS, storage: false }).map((addon) => addon.name);
+  assert.deepEqual(names, [COREDNS_ADDON]);
+  const hostOnly = addonParamsFor(
+    { ...pkiTestConfig("/var/lib/sandkube"), hostNetworkOnly: true, nodeLink: "lo" },
+    PARAMS.images,
+  );
+  assert.equal(hostOnly.storage, false);
+  assert.equal(addonParamsFor(pkiTestConfig("/var/lib/sandkube"), PARAMS.images).storage, true);
 });

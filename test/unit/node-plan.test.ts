@@ -103,6 +103,25 @@ test("runsc old's /proc/sys copy gets kernel/osrelease where it lacks one", asyn
   assert.equal(copy.entries["kernel/pid_max"], undefined, "read-only entries are not invented");
 });
 
+test("runsc old: images unpacked by sandkube, the node address on lo, no pod egress NAT", async () => {
+  const { config, steps } = await plan("gvisor-runsc-old");
+  assert.equal(config.imageUnpack, "without-mounts");
+  assert.equal(config.snapshotter, "overlayfs");
+  assert.equal(config.hostNetworkOnly, true);
+  assert.equal(config.nodeLink, "lo");
+  const link = steps.find((s) => s.kind === "node-link");
+  assert.ok(link?.kind === "node-link");
+  assert.equal(link.link, "lo");
+  assert.equal(link.peer, null, "no veth can be made there");
+  assert.match(link.because, /it goes on lo because creating a veth pair fails/);
+  assert.ok(!steps.some((s) => s.kind === "egress-nat"), "pods leave by the node's own address");
+
+  const newer = await plan("gvisor-runsc-new");
+  assert.equal(newer.config.imageUnpack, "containerd");
+  assert.equal(newer.config.nodeLink, "sandkube0");
+  assert.equal(newer.config.hostNetworkOnly, false);
+});
+
 test("--runtime overrides the choice, and auto names its reason", async () => {
   const facts = await replayFacts("host-kernel");
   const adaptations = planAdaptations(facts);
@@ -125,6 +144,7 @@ test("components start after what they need and stop in reverse", async () => {
     basePath: "/usr/bin",
     pauseImageTar: "/i/pause.tar",
     sandkubeProxyCommand: ["/usr/bin/node", "/pkg/dist/src/proxy/main.js"],
+    importWithoutMountsCommand: ["/usr/bin/node", "/pkg/dist/src/images/import-main.js"],
   });
   const names = specs.map((s) => s.name);
   for (const spec of specs) {
@@ -165,6 +185,7 @@ test("gVisor runs sandkube-proxy and SNATs per uplink; the host runs kube-proxy 
     basePath: "/usr/bin",
     pauseImageTar: "/i/pause.tar",
     sandkubeProxyCommand: ["/usr/bin/node", "/pkg/dist/src/proxy/main.js"],
+    importWithoutMountsCommand: ["/usr/bin/node", "/pkg/dist/src/images/import-main.js"],
   });
   const proxy = specs.find((s) => s.name === "sandkube-proxy");
   assert.deepEqual(proxy?.argv.slice(0, 4), [

@@ -26,6 +26,9 @@ export function pkiTestConfig(
     serviceProxy: "kube-proxy",
     mtu: 1500,
     snapshotter: "native",
+    imageUnpack: "containerd",
+    nodeLink: "sandkube0",
+    hostNetworkOnly: false,
     sandboxImage: SANDBOX_IMAGE,
     binaries: {
       etcd: "/nonexistent/etcd",

@@ -65,6 +65,9 @@ function testConfig(facts: Facts): ClusterConfig {
     serviceProxy: "kube-proxy",
     mtu: 1500,
     snapshotter: ids.includes("native-snapshotter") ? "native" : "overlayfs",
+    imageUnpack: ids.includes("no-recursive-bind") ? "without-mounts" : "containerd",
+    nodeLink: ids.includes("cni-host-network") ? "lo" : "sandkube0",
+    hostNetworkOnly: ids.includes("cni-host-network"),
     sandboxImage: "registry.k8s.io/pause:3.10.2-sandkube",
     binaries: {
       etcd: "/opt/sandkube/bin/etcd",

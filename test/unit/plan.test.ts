@@ -216,19 +216,29 @@ test("no-mount-namespace: unshare -m succeeds but nothing shows a mount namespac
   assert.match(only(facts, "no-mount-namespace").action, /withholds CAP_SYS_CHROOT/);
 });
 
-test("no-recursive-bind blocks: containerd cannot unpack images without MS_REC", async () => {
+test("no-recursive-bind: sandkube unpacks images itself where overlayfs works; blocks where it does not", async () => {
   const facts = await hostFacts();
+  assert.ok(!planAdaptations(facts).some((a) => a.id === "no-recursive-bind"));
   facts.mountPropagation.makePrivateInNewNamespace = {
     result: "no",
     code: "EINVAL",
     detail: "unshare: cannot change root filesystem propagation: Invalid argument",
   };
+  const adaptation = only(facts, "no-recursive-bind");
+  assert.match(adaptation.because, /refuses MS_REC/);
+  assert.match(adaptation.action, /unpacks each layer itself into the overlayfs snapshotter/);
+  assert.equal(judge(facts).canRun, true);
+
+  // The native snapshotter hands every container root out as an `rbind`: nothing helps then.
+  facts.overlay.onDataDir = { result: "no", code: "EINVAL", detail: "mount: wrong fs type" };
+  assert.ok(!planAdaptations(facts).some((a) => a.id === "no-recursive-bind"));
   const verdict = judge(facts);
   assert.equal(verdict.canRun, false);
   assert.deepEqual(
     verdict.blockers.map((b) => b.id),
     ["no-recursive-bind"],
   );
+  assert.match(verdict.blockers[0]?.because ?? "", /overlayfs is not usable on the data dir/);
 });
 
 test("no-new-keyring: joining a session keyring fails", async () => {

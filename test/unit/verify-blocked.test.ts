@@ -6,11 +6,14 @@ import { remedyFor } from "../../src/node/remedies.js";
 import { blockedResults } from "../../src/verify/blocked.js";
 import { replayFacts } from "../fixtures/doctor-fixtures.js";
 
-// verify where no node can run, from the recorded probe of gVisor 2023-07 (runsc old).
+// verify where no node can run: the recorded probe of gVisor 2023-07 (runsc old), with its data
+// dir moved (in the facts) to a filesystem where overlayfs fails, which leaves no way to mount a
+// container root there without MS_REC.
 
-test("on runsc old every check fails naming no-recursive-bind and its remedy", async () => {
-  const facts = await replayFacts("gvisor-runsc-old");
-  const verdict = judge(facts);
+test("on runsc old without overlayfs every check fails naming no-recursive-bind and its remedy", async () => {
+  const facts = structuredClone(await replayFacts("gvisor-runsc-old"));
+  const onDataDir = { result: "no", code: "EINVAL", detail: "mount: wrong fs type" } as const;
+  const verdict = judge({ ...facts, overlay: { ...facts.overlay, onDataDir } });
   assert.equal(verdict.canRun, false);
   const results = blockedResults(
     ["deploymentReady", "service", "pvc"],

@@ -355,3 +355,49 @@ test("a web check chosen on its own still waits for the rollout first (deploymen
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("on a hostNetwork-only node, the checks that need pod networks fail naming the fact, without running", async () => {
+  // The same stand-in kubectl (no cluster in the unit tier): the results and what was applied are
+  // under test, not the cluster.
+  const dir = await mkdtemp(join(tmpdir(), "sandkube-verify-hostonly-"));
+  try {
+    const kubectl = join(dir, "kubectl");
+    const applied = join(dir, "applied.yaml");
+    await writeFile(
+      kubectl,
+      `#!/bin/sh\ncase " $* " in *" apply "*) cat >> ${applied} ;; esac\nexit 0\n`,
+      {
+        mode: 0o755,
+      },
+    );
+    const report = await runWorkloadChecks({
+      kubectl,
+      kubeconfig: join(dir, "kubeconfig"),
+      timeoutMs: 1000,
+      suffix: "hostonly",
+      checks: ["podToPod", "pvc", "endpointChange"],
+      requests: 1,
+      hostNetworkOnly: "creating a veth pair fails",
+    });
+    const blocked = report.results.filter((r) =>
+      ["podToPod", "pvc", "endpointChange"].includes(r.id),
+    );
+    assert.deepEqual(
+      blocked.map((r) => [r.id, r.status, r.durationMs]),
+      [
+        ["podToPod", "failed", 0],
+        ["pvc", "failed", 0],
+        ["endpointChange", "failed", 0],
+      ],
+    );
+    for (const r of blocked) {
+      assert.equal(r.blocker, "cni-host-network: creating a veth pair fails");
+      assert.match(r.remedy ?? "", /hostNetwork pods, or use a gVisor release from 2024/);
+    }
+    const yaml = await readFile(applied, "utf8").catch(() => "");
+    assert.doesNotMatch(yaml, /PersistentVolumeClaim/, "no claim where no StorageClass can exist");
+    assert.match(yaml, /hostNetwork: true/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -259,14 +259,15 @@ test("every field is one Kubernetes 1.34's API knows: the typed models keep them
   );
 });
 
-test("each web replica serves its own hostname, written by the initContainer", () => {
+test("each web replica serves its own pod name, written by the initContainer from the downward API", () => {
   const { byKind } = rendered();
   const spec = at(byKind("Deployment"), "spec", "template", "spec");
   const init = (at(spec, "initContainers", 0, "command") as string[]).join(" ");
-  assert.match(
-    init,
-    new RegExp(`cat /etc/hostname \\|\\| hostname; \\} > ${SERVE_DIR}${HOSTNAME_PATH}`),
-  );
+  assert.match(init, new RegExp(`echo "\\$POD_NAME" > ${SERVE_DIR}${HOSTNAME_PATH}`));
+  assert.deepEqual(at(spec, "initContainers", 0, "env", 0), {
+    name: "POD_NAME",
+    valueFrom: { fieldRef: { fieldPath: "metadata.name" } },
+  });
   assert.equal(
     at(spec, "terminationGracePeriodSeconds"),
     2,
@@ -375,4 +376,25 @@ test("the client pod has a writable scratch dir for the request loop's markers",
     (v) => v["name"] === at(mount, "name"),
   );
   assert.deepEqual(at(volume, "emptyDir"), {});
+});
+
+test("hostNetwork: one web replica, and every pod on the node's network with the cluster's DNS", () => {
+  const workload = renderWorkload({ suffix: "host1", replicas: 3, hostNetwork: true });
+  assert.equal(workload.replicas, 1, "two replicas would want one port of the node");
+  assert.equal(workload.hostNetwork, true);
+  const { objects } = workload;
+  const specs = [
+    objects.deployment.spec?.template.spec,
+    objects.client.spec,
+    objects.job.spec?.template.spec,
+    objects.udpService?.deployment.spec?.template.spec,
+  ];
+  for (const spec of specs) {
+    assert.equal(spec?.hostNetwork, true);
+    assert.equal(spec?.dnsPolicy, "ClusterFirstWithHostNet");
+  }
+  assert.equal(objects.deployment.spec?.replicas, 1);
+  const normal = renderWorkload({ suffix: "pods1" });
+  assert.equal(normal.objects.client.spec?.hostNetwork, undefined);
+  assert.equal(normal.replicas, 3);
 });
