@@ -42,6 +42,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "build, import and list the node's images without a registry",
     load: async () => (await import("./images.js")).images,
   },
+  registry: {
+    summary: "start, stop or check a local image registry (docker-registry) for offline pulls",
+    load: async () => (await import("./registry.js")).registry,
+  },
 };
 
 function usage(): string {

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { stringify as stringifyYaml } from "yaml";
 import { ensureSuccess, runCommand, type CommandRunner } from "../common/exec.js";
 
@@ -125,7 +125,7 @@ export class LocalRegistryError extends Error {
 }
 
 /** Any HTTP answer from /v2/ (200 open, 401 with htpasswd) means the registry serves. */
-function answers(url: string): Promise<boolean> {
+export function registryAnswers(url: string): Promise<boolean> {
   return new Promise((resolve) => {
     const target = new URL("/v2/", url);
     // Only "is something serving HTTP here" is asked, no data is trusted: the certificate is the
@@ -144,6 +144,28 @@ function answers(url: string): Promise<boolean> {
   });
 }
 
+/** Where docker-registry's config, log and blobs live inside a registry's dir. */
+export function registryPaths(dir: string): { config: string; logFile: string; data: string } {
+  return {
+    config: join(dir, "config.yml"),
+    logFile: join(dir, "registry.log"),
+    data: join(dir, "data"),
+  };
+}
+
+export function registryUrl(options: Pick<LocalRegistryOptions, "address" | "tls">): string {
+  return `${options.tls === undefined ? "http" : "https"}://${options.address}`;
+}
+
+async function prepareRegistryDir(
+  options: LocalRegistryOptions,
+): Promise<{ config: string; logFile: string }> {
+  const paths = registryPaths(options.dir);
+  await mkdir(paths.data, { recursive: true });
+  await writeFile(paths.config, renderLocalRegistryConfig(options), { mode: 0o600 });
+  return paths;
+}
+
 async function logTail(path: string): Promise<string> {
   const text = await readFile(path, "utf8").catch(() => "");
   return text.trim().split("\n").slice(-3).join(" | ");
@@ -158,10 +180,7 @@ export async function startLocalRegistry(
   binary: string = DEBIAN_DOCKER_REGISTRY,
   timeoutMs = 30_000,
 ): Promise<LocalRegistry> {
-  await mkdir(join(options.dir, "data"), { recursive: true });
-  const config = join(options.dir, "config.yml");
-  await writeFile(config, renderLocalRegistryConfig(options), { mode: 0o600 });
-  const logFile = join(options.dir, "registry.log");
+  const { config, logFile } = await prepareRegistryDir(options);
   const log = await open(logFile, "a");
   const child = spawn(binary, ["serve", config], { stdio: ["ignore", log.fd, log.fd] });
   await log.close();
@@ -176,7 +195,7 @@ export async function startLocalRegistry(
       resolve();
     });
   });
-  const url = `${options.tls === undefined ? "http" : "https"}://${options.address}`;
+  const url = registryUrl(options);
   const stop = async (): Promise<void> => {
     if (exit !== null) return;
     child.kill("SIGTERM");
@@ -191,7 +210,7 @@ export async function startLocalRegistry(
         `docker-registry exited (${String(exit)}) before answering on ${url}/v2/: ${await logTail(logFile)}`,
       );
     }
-    if (await answers(url)) break;
+    if (await registryAnswers(url)) break;
     if (Date.now() > deadline) {
       await stop();
       throw new LocalRegistryError(
@@ -202,4 +221,102 @@ export async function startLocalRegistry(
   }
   if (child.pid === undefined) throw new LocalRegistryError("docker-registry has no pid");
   return { address: options.address, url, pid: child.pid, logFile, stop };
+}
+
+/** A docker-registry that outlives the process that started it. */
+export interface DetachedRegistry {
+  readonly address: string;
+  readonly url: string;
+  readonly pid: number;
+  readonly config: string;
+  readonly logFile: string;
+}
+
+/**
+ * Pure: whether a /proc/PID/cmdline (NUL-separated) is docker-registry serving `config`. A pid
+ * alone may have been reused by another process since it was recorded; the config path names
+ * this registry's dir.
+ */
+export function isRegistryCmdline(cmdline: string, config: string): boolean {
+  const argv = cmdline.split("\0").filter((arg) => arg !== "");
+  return (argv[0] ?? "").endsWith("docker-registry") && argv.includes(config);
+}
+
+/** Whether `pid` is, right now, docker-registry serving `config`. */
+export async function isRegistryProcess(pid: number, config: string): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  return isRegistryCmdline(cmdline, config);
+}
+
+/**
+ * Starts docker-registry in its own session (setsid), output appended to registry.log, and returns
+ * once /v2/ answers; the caller may then exit and the registry runs on. If it exits early or does
+ * not answer within timeoutMs, it is killed and a LocalRegistryError carries its log's last lines,
+ * so a failed start leaves no process behind. `waiting` is called about once a second while
+ * nothing answers yet, for progress.
+ */
+export async function startDetachedRegistry(
+  options: LocalRegistryOptions,
+  binary: string = DEBIAN_DOCKER_REGISTRY,
+  timeoutMs = 30_000,
+  waiting: (elapsedMs: number) => void = () => undefined,
+): Promise<DetachedRegistry> {
+  // It outlives this process, so it holds no working directory and its config path, which stop
+  // looks for in /proc/PID/cmdline, is absolute.
+  if (!isAbsolute(options.dir)) throw new LocalRegistryError(`${options.dir} is not absolute`);
+  const { config, logFile } = await prepareRegistryDir(options);
+  const log = await open(logFile, "a");
+  const child = spawn(binary, ["serve", config], {
+    cwd: "/",
+    detached: true,
+    stdio: ["ignore", log.fd, log.fd],
+  });
+  await log.close();
+  let exit: string | null = null;
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", (code, signal) => {
+      exit = signal ?? `exit status ${code ?? "?"}`;
+      resolve();
+    });
+    child.once("error", (error) => {
+      exit = error.message;
+      resolve();
+    });
+  });
+  const url = registryUrl(options);
+  const kill = async (): Promise<void> => {
+    if (exit !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const started = Date.now();
+  let lastReport = started;
+  try {
+    for (;;) {
+      if (exit !== null) {
+        throw new LocalRegistryError(
+          `docker-registry exited (${String(exit)}) before answering on ${url}/v2/: ${await logTail(logFile)}`,
+        );
+      }
+      if (await registryAnswers(url)) break;
+      if (Date.now() - started > timeoutMs) {
+        throw new LocalRegistryError(
+          `docker-registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await logTail(logFile)}`,
+        );
+      }
+      if (Date.now() - lastReport >= 1000) {
+        lastReport = Date.now();
+        waiting(lastReport - started);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (child.pid === undefined) throw new LocalRegistryError("docker-registry has no pid");
+  } catch (error) {
+    await kill();
+    throw error;
+  }
+  child.unref();
+  return { address: options.address, url, pid: child.pid, config, logFile };
 }
