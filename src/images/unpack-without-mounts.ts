@@ -13,8 +13,8 @@
  * as `overlay`, which these kernels accept.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { readdir, readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { ensureSuccess, runCommand, type CommandRunner } from "../common/exec.js";
 import { CRI_NAMESPACE, listImages, type ContainerdTarget } from "./containerd.js";
 import { platformFor } from "./oci-layout.js";
@@ -23,7 +23,12 @@ import { WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX } from "./layers.js";
 /** Where a layer's files go: a directory already holding its parent's files, or an overlay upper. */
 export type ExtractionTarget =
   | { readonly kind: "full"; readonly dir: string }
-  | { readonly kind: "overlay-upper"; readonly dir: string };
+  | {
+      readonly kind: "overlay-upper";
+      readonly dir: string;
+      /** The layers below, uppermost first, as overlay's lowerdir lists them. */
+      readonly lowers: readonly string[];
+    };
 
 export class UnpackWithoutMountsError extends Error {
   constructor(message: string) {
@@ -63,7 +68,10 @@ export function extractionTarget(mountCommand: string): ExtractionTarget {
   }
   if (type === "overlay") {
     const upper = options.find((o) => o.startsWith("upperdir="))?.slice("upperdir=".length);
-    if (upper !== undefined && upper !== "") return { kind: "overlay-upper", dir: upper };
+    const lowers = (options.find((o) => o.startsWith("lowerdir="))?.slice("lowerdir=".length) ?? "")
+      .split(":")
+      .filter(Boolean);
+    if (upper !== undefined && upper !== "") return { kind: "overlay-upper", dir: upper, lowers };
   }
   throw new UnpackWithoutMountsError(
     `cannot tell where to unpack from the snapshot's mount: ${JSON.stringify(line)}`,
@@ -94,6 +102,19 @@ export function whiteoutPlan(members: readonly string[]): WhiteoutPlan {
     }
   }
   return { removed, opaqueDirs };
+}
+
+/** Pure: the names a layer itself puts directly in `dir` ("." for its root), whiteouts aside. */
+export function namesAddedIn(members: readonly string[], dir: string): Set<string> {
+  const prefix = dir === "." ? "" : `${dir}/`;
+  const names = new Set<string>();
+  for (const raw of members) {
+    const member = raw.replace(/^\.\//, "").replace(/\/$/, "");
+    if (!member.startsWith(prefix) || member === dir) continue;
+    const name = member.slice(prefix.length).split("/")[0] ?? "";
+    if (name !== "" && !name.startsWith(WHITEOUT_PREFIX)) names.add(name);
+  }
+  return names;
 }
 
 interface ImageLayers {
@@ -192,6 +213,7 @@ async function snapshotExists(
 /** Applies one layer's whiteouts to the extraction directory, before its files are written. */
 async function applyWhiteouts(
   plan: WhiteoutPlan,
+  members: readonly string[],
   into: ExtractionTarget,
   run: CommandRunner,
 ): Promise<void> {
@@ -203,15 +225,24 @@ async function applyWhiteouts(
     }
     return;
   }
-  // overlayfs reads a whiteout as a 0/0 character device and an opaque directory from an xattr,
-  // which is how containerd's OverlayConvertWhiteout writes them (pkg/archive).
-  for (const path of plan.removed) {
-    ensureSuccess(await run(["mknod", "--", join(into.dir, path), "c", "0", "0"]));
+  // overlayfs reads a whiteout as a 0/0 character device, as containerd's OverlayConvertWhiteout
+  // writes them (pkg/archive). An opaque directory is an xattr there, which Node cannot set; a
+  // whiteout for each name the layers below hold in it, and this layer does not add, hides the
+  // same entries.
+  const whiteouts = [...plan.removed];
+  for (const dir of plan.opaqueDirs) {
+    const own = namesAddedIn(members, dir);
+    const below = new Set<string>();
+    for (const lower of into.lowers) {
+      for (const name of await readdir(join(lower, dir)).catch(() => [])) below.add(name);
+    }
+    for (const name of below) if (!own.has(name)) whiteouts.push(join(dir, name));
+    ensureSuccess(await run(["mkdir", "-p", "--", join(into.dir, dir)]));
   }
-  if (plan.opaqueDirs.length > 0) {
-    throw new UnpackWithoutMountsError(
-      `the layer makes ${plan.opaqueDirs.join(", ")} opaque, which sandkube cannot unpack without mounts yet (it needs the trusted.overlay.opaque xattr)`,
-    );
+  for (const path of whiteouts) {
+    // Before the layer's own files: its directories may not be in the upper dir yet.
+    ensureSuccess(await run(["mkdir", "-p", "--", dirname(join(into.dir, path))]));
+    ensureSuccess(await run(["mknod", "--", join(into.dir, path), "c", "0", "0"]));
   }
 }
 
@@ -236,7 +267,8 @@ async function unpackLayer(
     const blob = blobPath(target, layer);
     // GNU tar detects the compression of a file by itself (gzip, zstd where it has zstd).
     const listing = ensureSuccess(await run(["tar", "-tf", blob], { timeoutMs: 300_000 }));
-    await applyWhiteouts(whiteoutPlan(listing.stdout.split("\n").filter(Boolean)), into, run);
+    const members = listing.stdout.split("\n").filter(Boolean);
+    await applyWhiteouts(whiteoutPlan(members), members, into, run);
     ensureSuccess(
       await run(
         [

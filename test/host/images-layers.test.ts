@@ -22,6 +22,7 @@ import { ensureSuccess, runCommand, type CommandResult } from "../../src/common/
 import { DEBIAN_BUSYBOX } from "../../src/images/busybox.js";
 import { isStaticElf } from "../../src/images/elf.js";
 import { readOverlayOpaqueDirectories } from "../../src/images/layers.js";
+import { importWithoutMounts } from "../../src/images/unpack-without-mounts.js";
 import { nodeLayout } from "../../src/node/layout.js";
 import { SANDBOX_IMAGE } from "../../src/plan/cluster-config.js";
 import { changedPart, EXPECTED_TREE, makeWhiteoutLayers, tree } from "./images-layers-fixture.js";
@@ -30,8 +31,9 @@ import { changedPart, EXPECTED_TREE, makeWhiteoutLayers, tree } from "./images-l
  * A 3-layer image whose upper layers delete files, built by `sandkube images build` from
  * directories that real overlayfs mounts wrote (so the deletions are the kernel's own whiteout
  * devices and opaque xattrs), imported into a scratch containerd 2.4 from the lab, unpacked with
- * the overlayfs and the native snapshotter, then exported as a docker-archive and imported again.
- * Host kernel, as root.
+ * the overlayfs and the native snapshotter, then exported as a docker-archive and imported again,
+ * and last unpacked by sandkube without mounts (what runs where MS_REC is refused). Host kernel,
+ * as root.
  */
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -354,6 +356,57 @@ describe(
         JSON.stringify(images),
       );
     });
+
+    for (const snapshotter of SNAPSHOTTERS) {
+      test(`unpacked without mounts (the path for kernels that refuse MS_REC), ${snapshotter}: the same tree`, async () => {
+        const references = ensureSuccess(await ctr(["images", "ls", "-q"]))
+          .stdout.split("\n")
+          .filter(Boolean);
+        if (references.length > 0) {
+          const removed = await ctr(["images", "rm", "--sync", ...references]);
+          assert.equal(removed.exitCode, 0, removed.stderr);
+        }
+        assert.equal(await committedSnapshots(snapshotter), 0, `${snapshotter} emptied`);
+        await importWithoutMounts(
+          {
+            ctr: labBinary("ctr"),
+            socket,
+            snapshotter,
+            containerdRoot: join(scratch, "containerd", "root"),
+          },
+          join(scratch, "layered.tar"),
+        );
+        assert.equal(await committedSnapshots(snapshotter), 3, "one snapshot per layer");
+        // The top layer's opaque /opt/x became whiteouts of what the layers below hold there.
+        assert.deepEqual(await unpackedTree(snapshotter, IMAGE), EXPECTED_TREE);
+        const run = await ctr([
+          "run",
+          "--rm",
+          "--snapshotter",
+          snapshotter,
+          "--runc-binary",
+          labBinary("runc"),
+          IMAGE,
+          "sk-layers",
+          "/bin/sh",
+          "-c",
+          "ls -A /data /opt/x; cat /etc/keep",
+        ]);
+        assert.equal(run.exitCode, 0, run.stderr);
+        assert.equal(run.stdout, "/data:\nb\nc\n\n/opt/x:\nnew\nkeep");
+        // A second import finds every layer there and unpacks nothing.
+        await importWithoutMounts(
+          {
+            ctr: labBinary("ctr"),
+            socket,
+            snapshotter,
+            containerdRoot: join(scratch, "containerd", "root"),
+          },
+          join(scratch, "layered.tar"),
+        );
+        assert.equal(await committedSnapshots(snapshotter), 3);
+      });
+    }
   },
 );
 

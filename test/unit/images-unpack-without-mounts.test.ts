@@ -5,6 +5,7 @@ import {
   chainIds,
   extractionTarget,
   UnpackWithoutMountsError,
+  namesAddedIn,
   whiteoutPlan,
 } from "../../src/images/unpack-without-mounts.js";
 
@@ -30,7 +31,7 @@ test("a first layer is extracted into the bind mount's source; a later one into 
     extractionTarget(
       `mount -t overlay overlay /sandkube-unused -o index=off,workdir=${root}/8/work,upperdir=${root}/8/fs,lowerdir=${root}/7/fs\n`,
     ),
-    { kind: "overlay-upper", dir: `${root}/8/fs` },
+    { kind: "overlay-upper", dir: `${root}/8/fs`, lowers: [`${root}/7/fs`] },
   );
   assert.throws(
     () => extractionTarget("mount -t tmpfs none /x -o size=1m"),
@@ -55,4 +56,20 @@ test("whiteouts and opaque directories are read from the layer's member list", (
     { removed: ["etc/old.conf", "gone", "opt/x/y"], opaqueDirs: ["data"] },
   );
   assert.deepEqual(whiteoutPlan(["./.wh..wh..opq", "a"]), { removed: [], opaqueDirs: ["."] });
+});
+
+test("an opaque directory keeps only the names its own layer adds there", () => {
+  const members = [
+    "./",
+    "./opt/",
+    "./opt/x/",
+    "./opt/x/.wh..wh..opq",
+    "./opt/x/new",
+    "./opt/x/sub/",
+    "./opt/x/sub/f",
+    "./opt/y",
+  ];
+  assert.deepEqual([...namesAddedIn(members, "opt/x")].sort(), ["new", "sub"]);
+  assert.deepEqual([...namesAddedIn(members, "opt")].sort(), ["x", "y"]);
+  assert.deepEqual([...namesAddedIn(members, ".")], ["opt"]);
 });
