@@ -13,9 +13,10 @@ import { brief, must, Scenario, type ScenarioReport } from "./scenario.js";
  * without MS_REC (images are unpacked by sandkube, without mounts) and without veth (every pod
  * shares the node's network namespace). `sandkube up`, then a busybox Deployment on the host
  * network that runs, with `kubectl logs` and `exec` on it; a pod that asks for its own network
- * namespace fails with an event that names the missing veth; `sandkube verify` passes what such a
- * node can do and names the blocker for the rest; `down` leaves nothing, the node address on `lo`
- * included. It prints one JSON object (ScenarioReport).
+ * namespace fails with an event that says why (docs/gvisor-blockers.md B10: CNI's loopback plugin
+ * cannot statfs the netns file there; sandkube-cni would fail next, on the veth, B9); `sandkube
+ * verify` passes what such a node can do and names the blocker for the rest; `down` leaves
+ * nothing, the node address on `lo` included. It prints one JSON object (ScenarioReport).
  *
  *   node dist/test/e2e/host-network-scenario.js --data-dir DIR [--out FILE]
  */
@@ -143,7 +144,8 @@ export async function runHostNetworkScenario(dataDir: string): Promise<ScenarioR
     await scenario.step("own-network-namespace-named", async () => {
       must(await kube(["apply", "-f", "-"], 60_000, ownNetworkPod(busybox)), "apply");
       let events = "";
-      for (let i = 0; i < 60 && !/veth/.test(events); i++) {
+      const named = /FailedCreatePodSandBox.*(veth|Statfs .*function not implemented)/;
+      for (let i = 0; i < 60 && !named.test(events); i++) {
         await sleep(1000);
         events = (
           await kube([
@@ -162,8 +164,8 @@ export async function runHostNetworkScenario(dataDir: string): Promise<ScenarioR
         await kube(["delete", "pod", "own-netns", "--grace-period=0", "--force", "--wait=false"]),
         "delete",
       );
-      const line = events.split("\n").find((l) => /veth/.test(l));
-      if (line === undefined) throw new Error(`no event names the veth: ${events}`);
+      const line = events.split("\n").find((l) => named.test(l));
+      if (line === undefined) throw new Error(`no event names why the sandbox failed: ${events}`);
       return line.slice(0, 400);
     });
     await scenario.step("verify", async () => {
