@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
@@ -171,18 +171,35 @@ async function logTail(path: string): Promise<string> {
   return text.trim().split("\n").slice(-3).join(" | ");
 }
 
+interface LaunchedRegistry {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly url: string;
+  readonly config: string;
+  readonly logFile: string;
+  /** SIGTERM, then SIGKILL after 5 s; resolves once it has exited. */
+  stop(): Promise<void>;
+}
+
 /**
- * Starts docker-registry with a config.yml written into `dir`, and returns once /v2/ answers.
- * The registry is this process's child; stop() ends it.
+ * Spawns docker-registry with a config.yml written into `dir` and returns once /v2/ answers. If it
+ * exits early or does not answer within timeoutMs, it is stopped and a LocalRegistryError carries
+ * its log's last lines, so a failed start leaves no process behind. `waiting` is called about once
+ * a second while nothing answers yet, for progress.
  */
-export async function startLocalRegistry(
+async function launchRegistry(
   options: LocalRegistryOptions,
-  binary: string = DEBIAN_DOCKER_REGISTRY,
-  timeoutMs = 30_000,
-): Promise<LocalRegistry> {
+  binary: string,
+  timeoutMs: number,
+  spawnOptions: { readonly detached: boolean; readonly cwd?: string },
+  waiting: (elapsedMs: number) => void = () => undefined,
+): Promise<LaunchedRegistry> {
   const { config, logFile } = await prepareRegistryDir(options);
   const log = await open(logFile, "a");
-  const child = spawn(binary, ["serve", config], { stdio: ["ignore", log.fd, log.fd] });
+  const child = spawn(binary, ["serve", config], {
+    ...spawnOptions,
+    stdio: ["ignore", log.fd, log.fd],
+  });
   await log.close();
   let exit: string | null = null;
   const exited = new Promise<void>((resolve) => {
@@ -203,24 +220,47 @@ export async function startLocalRegistry(
     await exited;
     clearTimeout(timer);
   };
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (exit !== null) {
-      throw new LocalRegistryError(
-        `docker-registry exited (${String(exit)}) before answering on ${url}/v2/: ${await logTail(logFile)}`,
-      );
+  const started = Date.now();
+  let lastReport = started;
+  try {
+    for (;;) {
+      if (exit !== null) {
+        throw new LocalRegistryError(
+          `docker-registry exited (${String(exit)}) before answering on ${url}/v2/: ${await logTail(logFile)}`,
+        );
+      }
+      if (await registryAnswers(url)) break;
+      if (Date.now() - started > timeoutMs) {
+        throw new LocalRegistryError(
+          `docker-registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await logTail(logFile)}`,
+        );
+      }
+      if (Date.now() - lastReport >= 1000) {
+        lastReport = Date.now();
+        waiting(lastReport - started);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    if (await registryAnswers(url)) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new LocalRegistryError(
-        `docker-registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await logTail(logFile)}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    if (child.pid === undefined) throw new LocalRegistryError("docker-registry has no pid");
+  } catch (error) {
+    await stop();
+    throw error;
   }
-  if (child.pid === undefined) throw new LocalRegistryError("docker-registry has no pid");
-  return { address: options.address, url, pid: child.pid, logFile, stop };
+  return { child, pid: child.pid, url, config, logFile, stop };
+}
+
+/**
+ * Starts docker-registry with a config.yml written into `dir`, and returns once /v2/ answers.
+ * The registry is this process's child; stop() ends it.
+ */
+export async function startLocalRegistry(
+  options: LocalRegistryOptions,
+  binary: string = DEBIAN_DOCKER_REGISTRY,
+  timeoutMs = 30_000,
+): Promise<LocalRegistry> {
+  const launched = await launchRegistry(options, binary, timeoutMs, { detached: false });
+  const { url, pid, logFile, stop } = launched;
+  return { address: options.address, url, pid, logFile, stop };
 }
 
 /** A docker-registry that outlives the process that started it. */
@@ -264,59 +304,14 @@ export async function startDetachedRegistry(
   // It outlives this process, so it holds no working directory and its config path, which stop
   // looks for in /proc/PID/cmdline, is absolute.
   if (!isAbsolute(options.dir)) throw new LocalRegistryError(`${options.dir} is not absolute`);
-  const { config, logFile } = await prepareRegistryDir(options);
-  const log = await open(logFile, "a");
-  const child = spawn(binary, ["serve", config], {
-    cwd: "/",
-    detached: true,
-    stdio: ["ignore", log.fd, log.fd],
-  });
-  await log.close();
-  let exit: string | null = null;
-  const exited = new Promise<void>((resolve) => {
-    child.once("exit", (code, signal) => {
-      exit = signal ?? `exit status ${code ?? "?"}`;
-      resolve();
-    });
-    child.once("error", (error) => {
-      exit = error.message;
-      resolve();
-    });
-  });
-  const url = registryUrl(options);
-  const kill = async (): Promise<void> => {
-    if (exit !== null) return;
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const started = Date.now();
-  let lastReport = started;
-  try {
-    for (;;) {
-      if (exit !== null) {
-        throw new LocalRegistryError(
-          `docker-registry exited (${String(exit)}) before answering on ${url}/v2/: ${await logTail(logFile)}`,
-        );
-      }
-      if (await registryAnswers(url)) break;
-      if (Date.now() - started > timeoutMs) {
-        throw new LocalRegistryError(
-          `docker-registry did not answer on ${url}/v2/ within ${timeoutMs / 1000} s: ${await logTail(logFile)}`,
-        );
-      }
-      if (Date.now() - lastReport >= 1000) {
-        lastReport = Date.now();
-        waiting(lastReport - started);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    if (child.pid === undefined) throw new LocalRegistryError("docker-registry has no pid");
-  } catch (error) {
-    await kill();
-    throw error;
-  }
-  child.unref();
-  return { address: options.address, url, pid: child.pid, config, logFile };
+  const launched = await launchRegistry(
+    options,
+    binary,
+    timeoutMs,
+    { detached: true, cwd: "/" },
+    waiting,
+  );
+  launched.child.unref();
+  const { url, pid, config, logFile } = launched;
+  return { address: options.address, url, pid, config, logFile };
 }
