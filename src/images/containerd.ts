@@ -39,7 +39,8 @@ export interface ContainerdTarget {
   readonly socket: string;
 }
 
-function ctrArgv(target: ContainerdTarget, args: readonly string[]): string[] {
+/** Pure: ctr against the target's socket, in the CRI plugin's namespace. */
+export function ctrArgv(target: ContainerdTarget, args: readonly string[]): string[] {
   return [target.ctr, "--address", target.socket, "--namespace", CRI_NAMESPACE, ...args];
 }
 

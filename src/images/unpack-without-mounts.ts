@@ -16,7 +16,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { ensureSuccess, runCommand, type CommandRunner } from "../common/exec.js";
-import { CRI_NAMESPACE, listImages, type ContainerdTarget } from "./containerd.js";
+import { ctrArgv, listImages, type ContainerdTarget } from "./containerd.js";
 import { platformFor } from "./oci-layout.js";
 import { WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX } from "./layers.js";
 
@@ -188,17 +188,7 @@ async function imageLayers(target: UnpackTarget, digest: string): Promise<ImageL
 }
 
 function snapshotsArgv(target: UnpackTarget, args: readonly string[]): string[] {
-  return [
-    target.ctr,
-    "--address",
-    target.socket,
-    "--namespace",
-    CRI_NAMESPACE,
-    "snapshots",
-    "--snapshotter",
-    target.snapshotter,
-    ...args,
-  ];
+  return ctrArgv(target, ["snapshots", "--snapshotter", target.snapshotter, ...args]);
 }
 
 async function snapshotExists(
@@ -318,17 +308,12 @@ export async function unpackImageWithoutMounts(
     // What containerd's unpacker sets, so garbage collection keeps the chain while the image lives.
     ensureSuccess(
       await run(
-        [
-          target.ctr,
-          "--address",
-          target.socket,
-          "--namespace",
-          CRI_NAMESPACE,
+        ctrArgv(target, [
           "content",
           "label",
           image.config,
           `containerd.io/gc.ref.snapshot.${target.snapshotter}=${top}`,
-        ],
+        ]),
         { timeoutMs: 30_000 },
       ),
     );
@@ -346,20 +331,7 @@ export async function importWithoutMounts(
   run: CommandRunner = runCommand,
 ): Promise<void> {
   ensureSuccess(
-    await run(
-      [
-        target.ctr,
-        "--address",
-        target.socket,
-        "--namespace",
-        CRI_NAMESPACE,
-        "images",
-        "import",
-        "--no-unpack",
-        file,
-      ],
-      { timeoutMs: 300_000 },
-    ),
+    await run(ctrArgv(target, ["images", "import", "--no-unpack", file]), { timeoutMs: 300_000 }),
   );
   const digests = new Set((await listImages(target, run)).map((image) => image.digest));
   for (const digest of digests) await unpackImageWithoutMounts(target, digest, run);
