@@ -95,6 +95,25 @@ describe(
       }
     }
 
+    /** A container from the image lists what the layers left: no data/a, only new in opt/x. */
+    async function containerSeesTheLayers(snapshotter: string): Promise<void> {
+      const run = await ctr([
+        "run",
+        "--rm",
+        "--snapshotter",
+        snapshotter,
+        "--runc-binary",
+        labBinary("runc"),
+        IMAGE,
+        "sk-layers",
+        "/bin/sh",
+        "-c",
+        "ls -A /data /opt/x; cat /etc/keep",
+      ]);
+      assert.equal(run.exitCode, 0, run.stderr);
+      assert.equal(run.stdout, "/data:\nb\nc\n\n/opt/x:\nnew\nkeep");
+    }
+
     async function committedSnapshots(snapshotter: string): Promise<number> {
       const listed = await ctr(["snapshots", "--snapshotter", snapshotter, "ls"]);
       assert.equal(listed.exitCode, 0, listed.stderr);
@@ -295,21 +314,7 @@ describe(
     for (const snapshotter of SNAPSHOTTERS) {
       test(`unpacked with ${snapshotter}: data/a gone, b and c there, opt/x holds layer 2's file only`, async () => {
         assert.deepEqual(await unpackedTree(snapshotter, IMAGE), EXPECTED_TREE);
-        const run = await ctr([
-          "run",
-          "--rm",
-          "--snapshotter",
-          snapshotter,
-          "--runc-binary",
-          labBinary("runc"),
-          IMAGE,
-          "sk-layers",
-          "/bin/sh",
-          "-c",
-          "ls -A /data /opt/x; cat /etc/keep",
-        ]);
-        assert.equal(run.exitCode, 0, run.stderr);
-        assert.equal(run.stdout, "/data:\nb\nc\n\n/opt/x:\nnew\nkeep");
+        await containerSeesTheLayers(snapshotter);
       });
     }
 
@@ -367,43 +372,19 @@ describe(
           assert.equal(removed.exitCode, 0, removed.stderr);
         }
         assert.equal(await committedSnapshots(snapshotter), 0, `${snapshotter} emptied`);
-        await importWithoutMounts(
-          {
-            ctr: labBinary("ctr"),
-            socket,
-            snapshotter,
-            containerdRoot: join(scratch, "containerd", "root"),
-          },
-          join(scratch, "layered.tar"),
-        );
+        const target = {
+          ctr: labBinary("ctr"),
+          socket,
+          snapshotter,
+          containerdRoot: join(scratch, "containerd", "root"),
+        };
+        await importWithoutMounts(target, join(scratch, "layered.tar"));
         assert.equal(await committedSnapshots(snapshotter), 3, "one snapshot per layer");
         // The top layer's opaque /opt/x became whiteouts of what the layers below hold there.
         assert.deepEqual(await unpackedTree(snapshotter, IMAGE), EXPECTED_TREE);
-        const run = await ctr([
-          "run",
-          "--rm",
-          "--snapshotter",
-          snapshotter,
-          "--runc-binary",
-          labBinary("runc"),
-          IMAGE,
-          "sk-layers",
-          "/bin/sh",
-          "-c",
-          "ls -A /data /opt/x; cat /etc/keep",
-        ]);
-        assert.equal(run.exitCode, 0, run.stderr);
-        assert.equal(run.stdout, "/data:\nb\nc\n\n/opt/x:\nnew\nkeep");
+        await containerSeesTheLayers(snapshotter);
         // A second import finds every layer there and unpacks nothing.
-        await importWithoutMounts(
-          {
-            ctr: labBinary("ctr"),
-            socket,
-            snapshotter,
-            containerdRoot: join(scratch, "containerd", "root"),
-          },
-          join(scratch, "layered.tar"),
-        );
+        await importWithoutMounts(target, join(scratch, "layered.tar"));
         assert.equal(await committedSnapshots(snapshotter), 3);
       });
     }
