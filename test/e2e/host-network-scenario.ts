@@ -1,4 +1,3 @@
-import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runCommand, type CommandResult } from "../../src/common/exec.js";
@@ -6,7 +5,7 @@ import { nodeLayout } from "../../src/node/layout.js";
 import { sleep } from "../../src/node/process-identity.js";
 import { readNodeState } from "../../src/node/state.js";
 import { leftoversOf, snapshotMachine } from "./node-scenario.js";
-import { brief, must, Scenario, type ScenarioReport } from "./scenario.js";
+import { brief, must, runScenarioProgram, Scenario, type ScenarioReport } from "./scenario.js";
 
 /**
  * Issue 10's test for gVisor 2023-07 (runsc old), as one program run inside that sandbox: a kernel
@@ -208,29 +207,6 @@ export async function runHostNetworkScenario(dataDir: string): Promise<ScenarioR
   return scenario.report();
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  const value = (flag: string): string | undefined => {
-    const index = argv.indexOf(flag);
-    return index === -1 ? undefined : argv[index + 1];
-  };
-  const report = await runHostNetworkScenario(
-    resolve(value("--data-dir") ?? "/var/lib/sandkube-old-e2e"),
-  );
-  const text = `${JSON.stringify(report, null, 2)}\n`;
-  const out = value("--out");
-  if (out !== undefined) await writeFile(out, text);
-  process.stdout.write(text);
-  return report.ok ? 0 : 1;
-}
-
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => (process.exitCode = code),
-    (error: unknown) => {
-      process.stderr.write(
-        `host-network-scenario: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
-      process.exitCode = 70;
-    },
-  );
-}
+runScenarioProgram(import.meta.url, "host-network-scenario", (flag) =>
+  runHostNetworkScenario(resolve(flag("--data-dir") ?? "/var/lib/sandkube-old-e2e")),
+);

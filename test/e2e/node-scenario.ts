@@ -8,7 +8,7 @@ import { nodeLayout } from "../../src/node/layout.js";
 import { sleep } from "../../src/node/process-identity.js";
 import { readNodeState, readSupervisorStatus } from "../../src/node/state.js";
 import { selfAndAncestors } from "../../src/node/down.js";
-import { brief, must, Scenario, type ScenarioReport } from "./scenario.js";
+import { brief, must, runScenarioProgram, Scenario, type ScenarioReport } from "./scenario.js";
 
 export type { ScenarioReport, ScenarioStep } from "./scenario.js";
 import { labBinary } from "../../lab/paths.js";
@@ -568,33 +568,11 @@ async function faults(
   });
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  const value = (flag: string): string | undefined => {
-    const index = argv.indexOf(flag);
-    return index === -1 ? undefined : argv[index + 1];
-  };
-  const dataDir = resolve(value("--data-dir") ?? "/var/lib/sandkube-e2e");
-  const report = await runScenario({
-    dataDir,
-    runtime: value("--runtime") ?? "auto",
-    serviceProxy: value("--service-proxy") ?? "auto",
+runScenarioProgram(import.meta.url, "node-scenario", (flag, argv) =>
+  runScenario({
+    dataDir: resolve(flag("--data-dir") ?? "/var/lib/sandkube-e2e"),
+    runtime: flag("--runtime") ?? "auto",
+    serviceProxy: flag("--service-proxy") ?? "auto",
     faults: argv.includes("--faults"),
-  });
-  const text = `${JSON.stringify(report, null, 2)}\n`;
-  const out = value("--out");
-  if (out !== undefined) await writeFile(out, text);
-  process.stdout.write(text);
-  return report.ok ? 0 : 1;
-}
-
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => (process.exitCode = code),
-    (error: unknown) => {
-      process.stderr.write(
-        `node-scenario: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
-      process.exitCode = 70;
-    },
-  );
-}
+  }),
+);

@@ -15,7 +15,7 @@ import { startLocalRegistry, writeHtpasswd, type LocalRegistry } from "../../src
 import { issueRegistryTls } from "../../src/registry/tls.js";
 import { makeWhiteoutLayers } from "../host/images-layers-fixture.js";
 import { leftoversOf, snapshotMachine } from "./node-scenario.js";
-import { brief, must, Scenario, type ScenarioReport } from "./scenario.js";
+import { brief, must, runScenarioProgram, Scenario, type ScenarioReport } from "./scenario.js";
 
 /**
  * Issue 10's registry test on a real node, as one program: the host test runs it directly and the
@@ -545,29 +545,6 @@ async function wrongPasswordPod(s: Scenario, kube: Kube, ref: string): Promise<v
   });
 }
 
-async function main(argv: readonly string[]): Promise<number> {
-  const value = (flag: string): string | undefined => {
-    const index = argv.indexOf(flag);
-    return index === -1 ? undefined : argv[index + 1];
-  };
-  const report = await runRegistryScenario(
-    resolve(value("--data-dir") ?? "/var/lib/sandkube-registry-e2e"),
-  );
-  const text = `${JSON.stringify(report, null, 2)}\n`;
-  const out = value("--out");
-  if (out !== undefined) await writeFile(out, text);
-  process.stdout.write(text);
-  return report.ok ? 0 : 1;
-}
-
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => (process.exitCode = code),
-    (error: unknown) => {
-      process.stderr.write(
-        `registry-scenario: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-      );
-      process.exitCode = 70;
-    },
-  );
-}
+runScenarioProgram(import.meta.url, "registry-scenario", (flag) =>
+  runRegistryScenario(resolve(flag("--data-dir") ?? "/var/lib/sandkube-registry-e2e")),
+);

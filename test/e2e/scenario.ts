@@ -1,3 +1,6 @@
+import { writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { CommandResult } from "../../src/common/exec.js";
 
 /**
@@ -53,4 +56,41 @@ export function brief(result: CommandResult): string {
 export function must(result: CommandResult, what: string): string {
   if (result.exitCode !== 0) throw new Error(`${what}: ${brief(result)}`);
   return result.stdout;
+}
+
+/**
+ * The command-line end of a scenario program: when `moduleUrl` is the file node was started with,
+ * runs the scenario with a reader of its flags, prints the report (and writes it to --out FILE),
+ * and exits 0 when every step passed, 1 when one failed, 70 when the program itself broke.
+ */
+export function runScenarioProgram(
+  moduleUrl: string,
+  name: string,
+  run: (
+    flag: (name: string) => string | undefined,
+    argv: readonly string[],
+  ) => Promise<ScenarioReport>,
+): void {
+  const entry = process.argv[1];
+  if (entry === undefined || resolve(entry) !== fileURLToPath(moduleUrl)) return;
+  const argv = process.argv.slice(2);
+  const flag = (flagName: string): string | undefined => {
+    const index = argv.indexOf(flagName);
+    return index === -1 ? undefined : argv[index + 1];
+  };
+  run(flag, argv).then(
+    async (report) => {
+      const text = `${JSON.stringify(report, null, 2)}\n`;
+      const out = flag("--out");
+      if (out !== undefined) await writeFile(out, text);
+      process.stdout.write(text);
+      process.exitCode = report.ok ? 0 : 1;
+    },
+    (error: unknown) => {
+      process.stderr.write(
+        `${name}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exitCode = 70;
+    },
+  );
 }
