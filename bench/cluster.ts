@@ -9,7 +9,7 @@
  * figures to a file in the sandbox's shared output directory, so stdout stays one JSON object.
  */
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,7 +21,14 @@ import { readNodeState, readSupervisorStatus } from "../src/node/state.js";
 import { runningSupervisor } from "../src/node/up.js";
 import { describeCommand } from "../src/verify/checks.js";
 import { accountStack, readProcesses } from "../src/verify/stack-memory.js";
-import { measureInsideGvisor, takeDown } from "./node-side.js";
+import {
+  BenchUsageError,
+  measureInsideGvisor,
+  runBenchFile,
+  runSideBySide,
+  takeDown,
+  type SideBySideArgs,
+} from "./node-side.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = join(REPO, "dist", "src", "cli", "main.js");
@@ -52,9 +59,7 @@ export type SideResult = Record<Figure, number> & {
   readonly down_ok: boolean;
 };
 
-interface BenchArgs {
-  readonly json: boolean;
-  readonly gvisor: "new" | "old" | undefined;
+interface BenchArgs extends SideBySideArgs {
   readonly pods: number;
   /** undefined: the node's own pause image, which every node has without a registry. */
   readonly image: string | undefined;
@@ -62,8 +67,6 @@ interface BenchArgs {
   readonly resultFile: string | undefined;
   readonly dataDir: string | undefined;
 }
-
-class BenchUsageError extends Error {}
 
 function parseArgs(args: readonly string[]): BenchArgs {
   let json = false;
@@ -412,46 +415,17 @@ function printTable(host: SideResult, gvisor: SideResult | null): void {
   process.stdout.write(`${out.join("\n")}\n`);
 }
 
-export async function clusterBench(argv: readonly string[]): Promise<number> {
-  let args: BenchArgs;
-  try {
-    args = parseArgs(argv);
-  } catch (error) {
-    if (!(error instanceof BenchUsageError)) throw error;
-    process.stderr.write(
-      `${error.message}\nusage: npm run bench -- cluster [--json] [--gvisor[=new|old]] [--pods=N] [--image=REF]\n`,
-    );
-    return 2;
-  }
-  if (args.inner) {
-    const side = await measureCluster(args);
-    const text = `${JSON.stringify(side)}\n`;
-    if (args.resultFile === undefined) process.stdout.write(text);
-    else await writeFile(args.resultFile, text);
-    return side.down_ok ? 0 : 1;
-  }
-  const host = await measureCluster(args);
-  const gvisor = args.gvisor === undefined ? null : await measureInGvisor(args.gvisor, args);
-  if (args.json) {
-    const result = {
-      host,
-      gvisor,
-      ratio: gvisor === null ? null : ratios(host, gvisor),
-      runsc: args.gvisor ?? null,
-      measured_at: new Date().toISOString(),
-    };
-    process.stdout.write(`${JSON.stringify(result)}\n`);
-  } else printTable(host, gvisor);
-  return host.down_ok && (gvisor?.down_ok ?? true) ? 0 : 1;
+export function clusterBench(argv: readonly string[]): Promise<number> {
+  return runSideBySide<BenchArgs, SideResult>(argv, {
+    usage: "usage: npm run bench -- cluster [--json] [--gvisor[=new|old]] [--pods=N] [--image=REF]",
+    parse: parseArgs,
+    measure: measureCluster,
+    measureInGvisor,
+    clean: (side) => side.down_ok,
+    extraJson: (host, gvisor) => ({ ratio: gvisor === null ? null : ratios(host, gvisor) }),
+    printTable,
+  });
 }
 
 // Run directly (the --inner side inside runsc): `node dist/bench/cluster.js --inner ...`.
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  clusterBench(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e: unknown) => {
-      process.stderr.write(`cluster bench: ${e instanceof Error ? e.message : String(e)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runBenchFile(import.meta.url, "cluster", clusterBench);

@@ -52,7 +52,13 @@ import {
   runWithLogin,
   type PullTarget,
 } from "../src/registry/transfer.js";
-import { measureInsideGvisor } from "./node-side.js";
+import {
+  BenchUsageError,
+  measureInsideGvisor,
+  runBenchFile,
+  runSideBySide,
+  type SideBySideArgs,
+} from "./node-side.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = join(REPO, "dist", "src", "cli", "main.js");
@@ -64,9 +70,7 @@ const REFERENCE_NAMESPACE = "bench";
 const FILES_PER_LAYER = 4;
 const PULL_TIMEOUT_MS = 600_000;
 
-export interface PullArgs {
-  readonly json: boolean;
-  readonly gvisor: "new" | "old" | undefined;
+export interface PullArgs extends SideBySideArgs {
   readonly rounds: number;
   /** Megabytes of pseudo-random file data in each of the three layers. */
   readonly layerMb: number;
@@ -92,7 +96,7 @@ export interface PullSide {
   readonly ratio: number;
 }
 
-export class BenchUsageError extends Error {}
+export { BenchUsageError };
 
 const USAGE =
   "usage: npm run bench -- pull [--json] [--gvisor[=new|old]] [--rounds=N] [--layer-mb=N]";
@@ -609,44 +613,18 @@ function printTable(host: PullSide, gvisor: PullSide | null): void {
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
-export async function pullBench(argv: readonly string[]): Promise<number> {
-  let args: PullArgs;
-  try {
-    args = parsePullArgs(argv);
-  } catch (error) {
-    if (!(error instanceof BenchUsageError)) throw error;
-    process.stderr.write(`${error.message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (args.inner) {
-    const side = await measurePull(args);
-    const text = `${JSON.stringify(side)}\n`;
-    if (args.resultFile === undefined) process.stdout.write(text);
-    else await writeFile(args.resultFile, text);
-    return 0;
-  }
-  const host = await measurePull(args);
-  const gvisor =
-    args.gvisor === undefined
-      ? null
-      : await measureInsideGvisor<PullSide>(args.gvisor, "dist/bench/pull.js", [
-          `--rounds=${String(args.rounds)}`,
-          `--layer-mb=${String(args.layerMb)}`,
-        ]);
-  if (args.json) {
-    process.stdout.write(
-      `${JSON.stringify({ host, gvisor, runsc: args.gvisor ?? null, measured_at: new Date().toISOString() })}\n`,
-    );
-  } else printTable(host, gvisor);
-  return 0;
+export function pullBench(argv: readonly string[]): Promise<number> {
+  return runSideBySide(argv, {
+    usage: USAGE,
+    parse: parsePullArgs,
+    measure: measurePull,
+    measureInGvisor: (flavour, args) =>
+      measureInsideGvisor<PullSide>(flavour, "dist/bench/pull.js", [
+        `--rounds=${String(args.rounds)}`,
+        `--layer-mb=${String(args.layerMb)}`,
+      ]),
+    printTable,
+  });
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  pullBench(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e: unknown) => {
-      process.stderr.write(`pull bench: ${e instanceof Error ? e.message : String(e)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runBenchFile(import.meta.url, "pull", pullBench);

@@ -12,7 +12,7 @@
  * bench does; its figures come back through a file in the sandbox's shared output directory.
  */
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -24,7 +24,14 @@ import { adminKubeconfigPath } from "../src/node/components.js";
 import { nodeLayout } from "../src/node/layout.js";
 import { readSupervisorStatus } from "../src/node/state.js";
 import { describeCommand } from "../src/verify/checks.js";
-import { measureInsideGvisor, takeDown } from "./node-side.js";
+import {
+  BenchUsageError,
+  measureInsideGvisor,
+  runBenchFile,
+  runSideBySide,
+  takeDown,
+  type SideBySideArgs,
+} from "./node-side.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = join(REPO, "dist", "src", "cli", "main.js");
@@ -61,16 +68,12 @@ export interface ServiceSide {
   readonly down_ok: boolean;
 }
 
-interface Args {
-  readonly json: boolean;
-  readonly gvisor: "new" | "old" | undefined;
+interface Args extends SideBySideArgs {
   readonly seconds: number;
   readonly concurrency: number;
   readonly inner: boolean;
   readonly resultFile: string | undefined;
 }
-
-class BenchUsageError extends Error {}
 
 const USAGE =
   "usage: npm run bench -- services [--json] [--gvisor[=new|old]] [--seconds=N] [--concurrency=N]";
@@ -377,38 +380,15 @@ function printTable(host: ServiceSide, gvisor: ServiceSide | null): void {
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
-export async function servicesBench(argv: readonly string[]): Promise<number> {
-  let args: Args;
-  try {
-    args = parseArgs(argv);
-  } catch (error) {
-    if (!(error instanceof BenchUsageError)) throw error;
-    process.stderr.write(`${error.message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (args.inner) {
-    const side = await measureServices(args);
-    const text = `${JSON.stringify(side)}\n`;
-    if (args.resultFile === undefined) process.stdout.write(text);
-    else await writeFile(args.resultFile, text);
-    return side.down_ok ? 0 : 1;
-  }
-  const host = await measureServices(args);
-  const gvisor = args.gvisor === undefined ? null : await measureInGvisor(args.gvisor, args);
-  if (args.json) {
-    process.stdout.write(
-      `${JSON.stringify({ host, gvisor, runsc: args.gvisor ?? null, measured_at: new Date().toISOString() })}\n`,
-    );
-  } else printTable(host, gvisor);
-  return host.down_ok && (gvisor?.down_ok ?? true) ? 0 : 1;
+export function servicesBench(argv: readonly string[]): Promise<number> {
+  return runSideBySide(argv, {
+    usage: USAGE,
+    parse: parseArgs,
+    measure: measureServices,
+    measureInGvisor,
+    clean: (side) => side.down_ok,
+    printTable,
+  });
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  servicesBench(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (e: unknown) => {
-      process.stderr.write(`services bench: ${e instanceof Error ? e.message : String(e)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runBenchFile(import.meta.url, "services", servicesBench);
