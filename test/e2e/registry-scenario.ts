@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -11,7 +11,7 @@ import { nodeLayout } from "../../src/node/layout.js";
 import { sleep } from "../../src/node/process-identity.js";
 import { readNodeState } from "../../src/node/state.js";
 import { registryHostsDir } from "../../src/plan/containerd-config.js";
-import { startLocalRegistry, writeHtpasswd, type LocalRegistry } from "../../src/registry/local.js";
+import { isRegistryProcess, registryPaths, writeHtpasswd } from "../../src/registry/local.js";
 import { issueRegistryTls } from "../../src/registry/tls.js";
 import { makeWhiteoutLayers } from "../host/images-layers-fixture.js";
 import { leftoversOf, snapshotMachine } from "./node-scenario.js";
@@ -19,8 +19,8 @@ import { brief, must, runScenarioProgram, Scenario, type ScenarioReport } from "
 
 /**
  * Issue 10's registry test on a real node, as one program: the host test runs it directly and the
- * gVisor test runs the same file inside runsc. Debian's docker-registry on loopback with TLS from
- * a CA made here and an htpasswd login, reached by the node only through an HTTP CONNECT proxy on
+ * gVisor test runs the same file inside runsc. Debian's docker-registry on loopback, started and
+ * stopped by `sandkube registry`, with TLS from a CA made here and an htpasswd login, reached by the node only through an HTTP CONNECT proxy on
  * loopback (its name, registry.sandkube.test, resolves nowhere else); `sandkube up --registries`
  * with HTTPS_PROXY in up's environment; a 3-layer image whose top layer deletes a file of the
  * lowest, pushed there and removed from the node, so a pod must pull it; `sandkube verify
@@ -191,7 +191,7 @@ export async function runRegistryScenario(dataDir: string): Promise<ScenarioRepo
   const regDir = join(scratch, "registry");
   const userKubeconfig = join(scratch, "kubeconfig");
   const baseline = await snapshotMachine();
-  let registry: LocalRegistry | undefined;
+  let registryRunning = false;
   let proxy: ConnectProxy | undefined;
   let port = 0;
   let caPem = "";
@@ -205,13 +205,32 @@ export async function runRegistryScenario(dataDir: string): Promise<ScenarioRepo
       timeoutMs,
       ...(input === undefined ? {} : { input }),
     });
-  const startRegistry = (): Promise<LocalRegistry> =>
-    startLocalRegistry({
-      dir: regDir,
-      address: `127.0.0.1:${String(port)}`,
-      tls: { cert: join(regDir, "cert.pem"), key: join(regDir, "key.pem") },
-      htpasswd: join(regDir, "htpasswd"),
-    });
+  // The registry is started and stopped by sandkube's own command, as a user would.
+  const startRegistry = async (): Promise<void> => {
+    must(
+      await sandkube([
+        "registry",
+        "start",
+        "--dir",
+        regDir,
+        "--address",
+        `127.0.0.1:${String(port)}`,
+        "--tls-cert",
+        join(regDir, "cert.pem"),
+        "--tls-key",
+        join(regDir, "key.pem"),
+        "--htpasswd",
+        join(regDir, "htpasswd"),
+      ]),
+      "sandkube registry start",
+    );
+    registryRunning = true;
+  };
+  const stopRegistry = async (): Promise<void> => {
+    if (!registryRunning) return;
+    must(await sandkube(["registry", "stop", "--dir", regDir]), "sandkube registry stop");
+    registryRunning = false;
+  };
   try {
     const ready = await s.step("registry", async () => {
       port = await freePort();
@@ -224,14 +243,14 @@ export async function runRegistryScenario(dataDir: string): Promise<ScenarioRepo
       await writeFile(join(regDir, "cert.pem"), tls.certPem);
       await writeFile(join(regDir, "key.pem"), tls.keyPem, { mode: 0o600 });
       await writeHtpasswd(join(regDir, "htpasswd"), [{ username: USER, password: PASSWORD }]);
-      registry = await startRegistry();
+      await startRegistry();
       const right = await registryStatus(port, caPem, PASSWORD);
       const wrong = await registryStatus(port, caPem, "not it");
       if (right !== 200 || wrong !== 401)
         throw new Error(
           `/v2/ answered ${String(right)} to the login, ${String(wrong)} to a wrong one`,
         );
-      return `docker-registry on ${registry.url} (TLS for ${REGISTRY_NAME}, htpasswd ${USER}); /v2/ 200 with the login, 401 without`;
+      return `sandkube registry start: docker-registry on https://127.0.0.1:${String(port)} (TLS for ${REGISTRY_NAME}, htpasswd ${USER}); /v2/ 200 with the login, 401 without`;
     });
     const proxied =
       ready &&
@@ -363,9 +382,9 @@ export async function runRegistryScenario(dataDir: string): Promise<ScenarioRepo
           return check.detail;
         });
         const rotated = await s.step("password-rotated", async () => {
-          await registry?.stop();
+          await stopRegistry();
           await writeHtpasswd(join(regDir, "htpasswd"), [{ username: USER, password: ROTATED }]);
-          registry = await startRegistry();
+          await startRegistry();
           const old = await registryStatus(port, caPem, PASSWORD);
           const now = await registryStatus(port, caPem, ROTATED);
           if (old !== 401 || now !== 200)
@@ -410,17 +429,15 @@ export async function runRegistryScenario(dataDir: string): Promise<ScenarioRepo
   } finally {
     await s.step("down", async () => {
       const result = await sandkube(["down", "--data-dir", dataDir, "--purge"]);
-      await registry?.stop();
+      await stopRegistry();
       await proxy?.close();
       must(result, "sandkube down --purge");
       const left = await leftoversOf(dataDir, baseline);
-      if (registry !== undefined && existsSync(`/proc/${String(registry.pid)}`)) {
-        const cmdline = await readFile(`/proc/${String(registry.pid)}/cmdline`, "utf8").catch(
-          () => "",
-        );
-        if (cmdline.includes("docker-registry"))
-          left.push(`docker-registry ${String(registry.pid)}`);
+      const config = registryPaths(regDir).config;
+      for (const pid of (await readdir("/proc")).filter((entry) => /^\d+$/.test(entry))) {
+        if (await isRegistryProcess(Number(pid), config)) left.push(`docker-registry ${pid}`);
       }
+      if (existsSync(join(regDir, "registry.json"))) left.push("registry.json still recorded");
       const gone = await stat(dataDir).then(
         () => false,
         () => true,
