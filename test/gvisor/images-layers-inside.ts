@@ -7,6 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, writeFileSync } from "node:fs";
+import { mkdir, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { labBinary, labBinDir } from "../../lab/paths.js";
@@ -148,11 +149,22 @@ try {
       "ls -A /data /opt/x; cat /etc/keep",
     ]),
   );
+  const withOci = join(root, "exported-oci.tar");
   const exported = join(root, "exported.tar");
-  seen["export"] = summary(await ctr(["images", "export", exported, IMAGE]));
-  seen["stripOci"] = summary(
-    await runCommand(["tar", "--delete", "-f", exported, "oci-layout", "index.json"]),
-  );
+  seen["export"] = summary(await ctr(["images", "export", withOci, IMAGE]));
+  // The export without its OCI members, written anew: `tar --delete` rewrites the archive in
+  // place, which once failed inside gVisor ("Deleting non-header from archive", CI 2026-12-07).
+  const members = join(root, "exported-members");
+  await mkdir(members, { recursive: true });
+  const extracted = summary(await runCommand(["tar", "-xf", withOci, "-C", members]));
+  seen["stripOci"] = extracted;
+  await rm(join(members, "oci-layout"), { force: true });
+  await rm(join(members, "index.json"), { force: true });
+  if (extracted.exitCode === 0) {
+    seen["stripOci"] = summary(
+      await runCommand(["tar", "-cf", exported, "-C", members, ...(await readdir(members))]),
+    );
+  }
   seen["rm"] = summary(await ctr(["images", "rm", "--sync", IMAGE]));
   seen["snapshotsAfterRm"] = summary(await ctr(["snapshots", "--snapshotter", "native", "ls"]));
   seen["reimport"] = summary(await sandkube(["import", exported, "--json"]));
