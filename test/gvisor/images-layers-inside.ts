@@ -151,9 +151,12 @@ try {
   );
   const withOci = join(root, "exported-oci.tar");
   const exported = join(root, "exported.tar");
-  seen["export"] = summary(await ctr(["images", "export", withOci, IMAGE]));
-  // The export without its OCI members, written anew: `tar --delete` rewrites the archive in
-  // place, which once failed inside gVisor ("Deleting non-header from archive", CI 2026-12-07).
+  // --local: through the transfer API the daemon streams the archive to ctr, which closes the file
+  // when Transfer returns (cmd/ctr/commands/images/export.go); inside gVisor the archive then read
+  // back truncated about one run in four ("Deleting non-header from archive" in CI 2026-12-07,
+  // "Unexpected EOF in archive" here). Written client-side, it is whole before ctr exits.
+  seen["export"] = summary(await ctr(["images", "export", "--local", withOci, IMAGE]));
+  // The export without its OCI members, written anew rather than with `tar --delete` in place.
   const members = join(root, "exported-members");
   await mkdir(members, { recursive: true });
   const extracted = summary(await runCommand(["tar", "-xf", withOci, "-C", members]));

@@ -320,7 +320,9 @@ describe(
 
     test("ctr images export, as a docker-archive, imports again and unpacks the same", async () => {
       const exported = join(scratch, "exported.tar");
-      const exportResult = await ctr(["images", "export", exported, IMAGE]);
+      // --local: written by ctr itself, so the file is whole when ctr exits (through the transfer
+      // API, gVisor once read it back truncated: test/gvisor/images-layers-inside.ts).
+      const exportResult = await ctr(["images", "export", "--local", exported, IMAGE]);
       assert.equal(exportResult.exitCode, 0, exportResult.stderr);
       // Without its OCI members the export is a plain docker-archive: manifest.json and blobs.
       ensureSuccess(
