@@ -211,7 +211,14 @@ async function applyWhiteouts(
     for (const path of plan.removed)
       ensureSuccess(await run(["rm", "-rf", "--", join(into.dir, path)]));
     for (const dir of plan.opaqueDirs) {
-      ensureSuccess(await run(["find", join(into.dir, dir), "-mindepth", "1", "-delete"]));
+      // A directory new in this layer has nothing from below to hide.
+      const present = await readdir(join(into.dir, dir)).then(
+        () => true,
+        () => false,
+      );
+      if (present) {
+        ensureSuccess(await run(["find", join(into.dir, dir), "-mindepth", "1", "-delete"]));
+      }
     }
     return;
   }
