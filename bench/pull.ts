@@ -23,7 +23,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createCipheriv, createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -59,6 +58,7 @@ import {
   runSideBySide,
   type SideBySideArgs,
 } from "./node-side.js";
+import { freeLoopbackPort } from "../src/common/net.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = join(REPO, "dist", "src", "cli", "main.js");
@@ -163,14 +163,6 @@ const say = (line: string): void => void process.stderr.write(`pull bench: ${lin
 
 function brief(result: CommandResult): string {
   return `${result.argv.join(" ")}: ${result.failure ?? `exit ${String(result.exitCode)}`} ${ctrFailureLine(result)}`;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((done) => server.close(done));
-  return port;
 }
 
 /**
@@ -356,7 +348,7 @@ export async function measurePull(args: PullArgs): Promise<PullSide> {
   const cleanups: (() => Promise<void>)[] = [];
   try {
     // The registry, as the registry scenario makes it: TLS from a CA made here, one bcrypt login.
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const host = `127.0.0.1:${String(port)}`;
     const ref = `${host}/bench/layered:1`;
     const regDir = join(work, "registry");

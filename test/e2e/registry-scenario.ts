@@ -16,6 +16,7 @@ import { issueRegistryTls } from "../../src/registry/tls.js";
 import { makeWhiteoutLayers } from "../host/images-layers-fixture.js";
 import { leftoversOf, snapshotMachine } from "./node-scenario.js";
 import { brief, must, runScenarioProgram, Scenario, type ScenarioReport } from "./scenario.js";
+import { freeLoopbackPort } from "../../src/common/net.js";
 
 /**
  * Issue 10's registry test on a real node, as one program: the host test runs it directly and the
@@ -56,14 +57,6 @@ function sandkube(
   timeoutMs = 600_000,
 ): Promise<CommandResult> {
   return runCommand([process.execPath, CLI, ...args], { timeoutMs, env });
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((done) => server.close(done));
-  return port;
 }
 
 /** The smallest honest HTTP CONNECT proxy: knows REGISTRY_NAME, refuses and records the rest. */
@@ -233,7 +226,7 @@ export async function runRegistryScenario(dataDir: string): Promise<ScenarioRepo
   };
   try {
     const ready = await s.step("registry", async () => {
-      port = await freePort();
+      port = await freeLoopbackPort();
       host = `${REGISTRY_NAME}:${String(port)}`;
       ref = `${host}/demo/layered:1`;
       await mkdir(regDir, { recursive: true });

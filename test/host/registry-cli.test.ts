@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -14,6 +13,7 @@ import {
   isRegistryProcess,
   writeHtpasswd,
 } from "../../src/registry/local.js";
+import { freeLoopbackPort } from "../../src/common/net.js";
 
 /**
  * `sandkube registry start|stop|status` against Debian's real docker-registry, on free loopback
@@ -42,14 +42,6 @@ after(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 function sandkube(...args: string[]): Promise<CommandResult> {
   return runCommand([process.execPath, CLI, "registry", ...args], { timeoutMs: 60_000 });
 }
@@ -76,7 +68,7 @@ function readRecord(dir: string): RegistryJson {
 }
 
 async function startIn(dir: string, ...extra: string[]): Promise<{ address: string; pid: number }> {
-  const address = `127.0.0.1:${await freePort()}`;
+  const address = `127.0.0.1:${await freeLoopbackPort()}`;
   const result = await sandkube("start", "--dir", dir, "--address", address, "--json", ...extra);
   assert.equal(result.exitCode, 0, `start failed: ${result.stderr}`);
   const out = JSON.parse(result.stdout) as { pid: number; address: string; running: boolean };
@@ -218,7 +210,7 @@ describe("sandkube registry (real docker-registry on loopback)", { skip: reason 
 
     const cert = join(scratch, "bad-cert.pem");
     writeFileSync(cert, "not a certificate\n");
-    const address = `127.0.0.1:${await freePort()}`;
+    const address = `127.0.0.1:${await freeLoopbackPort()}`;
     const bad = await sandkube(
       "start",
       "--dir",

@@ -36,6 +36,7 @@ import {
 import type { RegistryConfig } from "../../src/registry/options.js";
 import { containerdProxyEnv } from "../../src/registry/proxy-env.js";
 import { issueRegistryTls } from "../../src/registry/tls.js";
+import { freeLoopbackPort } from "../../src/common/net.js";
 
 /**
  * Pulls from a real registry on this kernel (test/gvisor/registry-pull.test.ts runs this same file
@@ -70,14 +71,6 @@ async function skipReason(): Promise<string | undefined> {
 
 const reason = await skipReason();
 if (reason !== undefined) process.stderr.write(`\n*** registry-pull: ${reason}\n`);
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 30_000;
@@ -135,7 +128,7 @@ describe(
     before(async () => {
       scratch = mkdtempSync(join(tmpdir(), "sk-registry-"));
       layout = nodeLayout(join(scratch, "node"));
-      port = await freePort();
+      port = await freeLoopbackPort();
       ref = `127.0.0.1:${port}/sk/busybox:reg`;
       proxiedRef = `${PROXIED_NAME}:${port}/sk/busybox:reg`;
 
